@@ -1,0 +1,164 @@
+#include "cmd/commands.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "core/embedded_files.h"
+#include "core/model_loader.h"
+#include "passes/pass_registry.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/recipe.h"
+#include "pipeline/report.h"
+#include "support/errors.h"
+#include "support/progress.h"
+
+namespace lathe {
+namespace {
+
+// LibTorch's errors carry a backtrace in what(); the user needs the first line.
+template <typename Body>
+int with_torch_errors(Body&& body) {
+  try {
+    return body();
+  } catch (const c10::Error& error) {
+    throw std::runtime_error(error.what_without_backtrace());
+  }
+}
+
+Recipe read_recipe(const std::optional<std::filesystem::path>& path, const std::vector<std::string>& overrides) {
+  if (path) return load_recipe(*path, overrides);
+  const auto& embedded = embedded_default_recipe();
+  return parse_recipe(embedded.text, "<default recipe " + embedded.name + ">", overrides);
+}
+
+std::filesystem::path default_report_path(const Recipe& recipe) {
+  if (recipe.outputs.empty()) return {};
+  const auto& first = recipe.outputs.front().path;
+  return (first.has_parent_path() ? first.parent_path() : std::filesystem::path(".")) / "report.json";
+}
+
+std::string thousands(std::int64_t value) {
+  auto digits = std::to_string(value);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return digits;
+}
+
+const char* norm_name(NormKind kind) { return kind == NormKind::RMS ? "RMSNorm" : "LayerNorm"; }
+const char* position_name(PositionKind kind) { return kind == PositionKind::Rotary ? "rotary" : "learned"; }
+const char* mlp_name(MlpKind kind) {
+  switch (kind) {
+    case MlpKind::GatedSiLU: return "gated SiLU";
+    case MlpKind::GeluTanh: return "GELU (tanh)";
+    case MlpKind::Gelu: return "GELU";
+    case MlpKind::Relu: return "ReLU";
+  }
+  return "?";
+}
+
+}  // namespace
+
+int run_command(const RunCommand& command) {
+  return with_torch_errors([&] {
+    const auto recipe = read_recipe(command.recipe, command.overrides);
+    RunOptions options;
+    options.dry_run = command.dry_run;
+    options.threads = command.threads > 0 ? command.threads : std::max(1u, std::thread::hardware_concurrency());
+    at::set_num_threads(options.threads);
+    Progress progress;
+    auto result = run_recipe(recipe, options, progress);
+    std::cout << format_report(result.report) << std::flush;
+    if (!command.dry_run) {
+      const auto report_path = command.report ? *command.report : default_report_path(recipe);
+      if (!report_path.empty()) {
+        write_report(result.report, report_path);
+        std::cout << "report   " << report_path.string() << "\n";
+      }
+    }
+    if (result.exit_code == kExitGateFailed)
+      std::fprintf(stderr, "lathe: gate failed: the model misses the recipe's quality gates; no model was written\n");
+    return result.exit_code;
+  });
+}
+
+int inspect_command(const InspectCommand& command) {
+  return with_torch_errors([&] {
+    at::set_num_threads(1);
+    const auto model = load_model({command.model, command.config, command.family});
+    auto layers = nlohmann::json::array();
+    for (const auto& layer : model.layers)
+      layers.push_back({{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}});
+    if (command.json) {
+      nlohmann::json json = {{"path", model.source.path.string()}, {"format", model.source.format},
+                             {"family", model.family.name},        {"hidden", model.config.hidden},
+                             {"head_dim", model.config.head_dim},  {"vocab", model.config.vocab},
+                             {"max_positions", model.config.max_positions},
+                             {"tied_embeddings", model.config.tied_embeddings},
+                             {"layers", layers},                   {"parameters", model.parameter_count()},
+                             {"bytes_on_disk", model.source.bytes_on_disk}};
+      if (!model.annotations.empty()) json["annotations"] = model.annotations;
+      if (command.tensors)
+        for (const auto& [name, tensor] : model.tensors) json["tensors"][name] = tensor.sizes().vec();
+      std::cout << json.dump(2) << "\n";
+      return kExitOk;
+    }
+    const auto& block = model.family.block;
+    const auto& first = model.layers.front();
+    bool uniform = true;
+    for (const auto& layer : model.layers)
+      uniform = uniform && layer.query_heads == first.query_heads && layer.kv_heads == first.kv_heads &&
+                layer.ffn_width == first.ffn_width;
+    std::cout << "model        " << model.source.path.string() << "\n"
+              << "format       " << model.source.format << ", " << thousands(model.source.bytes_on_disk) << " bytes on disk\n"
+              << "family       " << model.family.name << " (" << norm_name(block.norm) << ", " << position_name(block.position)
+              << " positions, " << mlp_name(block.mlp) << " MLP" << (model.config.tied_embeddings ? ", tied output head" : "")
+              << ")\n"
+              << "layers       " << model.layer_count() << "\n";
+    if (uniform) {
+      std::cout << "heads        " << first.query_heads << "\n"
+                << "kv heads     " << first.kv_heads << "\n"
+                << "ffn width    " << first.ffn_width << "\n";
+    } else {
+      std::cout << "per layer    query heads / kv heads / ffn width\n";
+      for (std::size_t i = 0; i < model.layers.size(); ++i)
+        std::cout << "  layer " << i << "    " << model.layers[i].query_heads << " / " << model.layers[i].kv_heads << " / "
+                  << model.layers[i].ffn_width << "\n";
+    }
+    std::cout << "head size    " << model.config.head_dim << "\n"
+              << "hidden       " << model.config.hidden << "\n"
+              << "vocab        " << model.config.vocab << "\n"
+              << "positions    " << model.config.max_positions << "\n"
+              << "parameters   " << thousands(model.parameter_count()) << "\n";
+    if (command.tensors)
+      for (const auto& [name, tensor] : model.tensors) std::cout << "  " << name << " " << tensor.sizes() << "\n";
+    return kExitOk;
+  });
+}
+
+int passes_command() {
+  for (const auto& pass : pass_registry()) {
+    std::cout << pass.name << " (" << pass_kind_name(pass.kind) << "): " << pass.summary << "\n";
+    for (const auto& param : pass.params) {
+      std::cout << "    " << param.name << ": " << param_type_name(param.type) << " = "
+                << param_value_to_string(param.default_value);
+      if (!param.choices.empty()) {
+        std::cout << " (one of";
+        for (const auto& choice : param.choices) std::cout << " " << choice;
+        std::cout << ")";
+      }
+      std::cout << "  " << param.doc << "\n";
+    }
+  }
+  return kExitOk;
+}
+
+int validate_command(const ValidateCommand& command) {
+  const auto recipe = read_recipe(command.recipe, command.overrides);
+  std::cout << recipe_to_yaml(recipe);
+  return kExitOk;
+}
+
+}  // namespace lathe

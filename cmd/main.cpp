@@ -1,0 +1,79 @@
+// lathe: compiles transformer checkpoints into smaller models, driven by a YAML recipe.
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "cmd/commands.h"
+#include "support/allocator.h"
+#include "support/errors.h"
+
+namespace {
+
+int run(int argc, char** argv) {
+  CLI::App app{"lathe: a compiler for transformer checkpoints. A YAML recipe names a checkpoint, data and a\n"
+               "pipeline of passes; lathe runs them and writes a compressed model and a report.\n"
+               "Exit codes: 0 done, 1 internal error, 2 bad input, 3 a quality gate failed."};
+  app.set_version_flag("--version", "lathe " LATHE_VERSION);
+  app.require_subcommand(1);
+
+  lathe::RunCommand run_options;
+  auto* run = app.add_subcommand("run", "Run a recipe (the embedded default when none is given)");
+  run->add_option("recipe", run_options.recipe, "recipe YAML file")->check(CLI::ExistingFile);
+  run->add_option("--set", run_options.overrides, "override a recipe value: key.path=value (repeatable)")
+      ->allow_extra_args(false);
+  run->add_flag("--dry-run", run_options.dry_run, "check the recipe, model and data; run nothing, write nothing");
+  run->add_option("--threads", run_options.threads, "threads for tensor math (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  run->add_option("--report", run_options.report, "write the JSON report here (default: beside the first output)");
+
+  lathe::InspectCommand inspect_options;
+  auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's family, structure and size");
+  inspect->add_option("model", inspect_options.model, "model folder or checkpoint file")->required();
+  inspect->add_option("--config", inspect_options.config, "config.json for checkpoints without one beside them");
+  inspect->add_option("--family", inspect_options.family, "model family instead of the config's model_type");
+  inspect->add_flag("--json", inspect_options.json, "print JSON");
+  inspect->add_flag("--tensors", inspect_options.tensors, "also list every tensor");
+
+  auto* passes = app.add_subcommand("passes", "List the passes with their parameters");
+
+  lathe::ValidateCommand validate_options;
+  auto* validate = app.add_subcommand("validate", "Check a recipe and print it with every default filled in");
+  validate->add_option("recipe", validate_options.recipe, "recipe YAML file (default: the embedded default)")
+      ->check(CLI::ExistingFile);
+  validate->add_option("--set", validate_options.overrides, "override a recipe value: key.path=value")
+      ->allow_extra_args(false);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& success) {
+    return app.exit(success);
+  } catch (const CLI::ParseError& error) {
+    app.exit(error);
+    return lathe::kExitBadInput;
+  }
+  if (run->parsed()) return lathe::run_command(run_options);
+  if (inspect->parsed()) return lathe::inspect_command(inspect_options);
+  if (passes->parsed()) return lathe::passes_command();
+  return lathe::validate_command(validate_options);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  lathe::keep_freed_memory_for_reuse();
+  try {
+    return run(argc, argv);
+  } catch (const lathe::InputError& error) {
+    std::fprintf(stderr, "lathe: error: %s\n", error.what());
+    return lathe::kExitBadInput;
+  } catch (const lathe::GateFailure& error) {
+    std::fprintf(stderr, "lathe: gate failed: %s\n", error.what());
+    return lathe::kExitGateFailed;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "lathe: internal error: %s\n", error.what());
+    return lathe::kExitInternalError;
+  }
+}

@@ -1,0 +1,122 @@
+#include "core/model.h"
+
+#include <ATen/ATen.h>
+
+#include <sstream>
+
+#include "support/errors.h"
+
+namespace lathe {
+namespace {
+
+std::string shape_string(at::IntArrayRef shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
+  out << "]";
+  return out.str();
+}
+
+void expect_shape(const Model& model, const std::string& origin, const std::string& name,
+                  std::vector<std::int64_t> expected) {
+  auto found = model.tensors.find(name);
+  if (found == model.tensors.end()) throw InputError(origin, "missing tensor " + name);
+  if (found->second.sizes() != at::IntArrayRef(expected))
+    throw InputError(origin, "tensor " + name + " has shape " + shape_string(found->second.sizes()) +
+                                 ", expected " + shape_string(expected));
+}
+
+}  // namespace
+
+std::string layer_name(int layer, const std::string& name) {
+  return "layers." + std::to_string(layer) + "." + name;
+}
+
+const at::Tensor& Model::tensor(const std::string& name) const {
+  auto found = tensors.find(name);
+  if (found == tensors.end()) throw InputError(source.path.string(), "missing tensor " + name);
+  return found->second;
+}
+
+const at::Tensor& Model::layer_tensor(int layer, const std::string& name) const {
+  return tensor(layer_name(layer, name));
+}
+
+bool Model::has_layer_tensor(int layer, const std::string& name) const {
+  return has(layer_name(layer, name));
+}
+
+const at::Tensor& Model::output_weight() const {
+  return config.tied_embeddings ? tensor("embed.weight") : tensor("lm_head.weight");
+}
+
+std::int64_t Model::parameter_count() const {
+  std::int64_t count = 0;
+  for (const auto& [name, tensor] : tensors) count += tensor.numel();
+  return count;
+}
+
+void validate_model(const Model& model, const std::string& origin) {
+  const auto& block = model.family.block;
+  const auto hidden = model.config.hidden;
+  const auto head_dim = model.config.head_dim;
+  if (hidden <= 0 || model.config.vocab <= 0 || head_dim <= 0 || model.layers.empty())
+    throw InputError(origin, "hidden size, vocabulary, head size and layer count must be positive");
+  expect_shape(model, origin, "embed.weight", {model.config.vocab, hidden});
+  if (block.position == PositionKind::Learned)
+    expect_shape(model, origin, "pos_embed.weight", {model.config.max_positions, hidden});
+  if (block.position == PositionKind::Rotary && head_dim % 2 != 0)
+    throw InputError(origin, "rotary positions need an even head size, got " + std::to_string(head_dim));
+  expect_shape(model, origin, "final_norm.weight", {hidden});
+  if (block.norm_bias) expect_shape(model, origin, "final_norm.bias", {hidden});
+  if (!model.config.tied_embeddings) expect_shape(model, origin, "lm_head.weight", {model.config.vocab, hidden});
+  for (int i = 0; i < model.layer_count(); ++i) {
+    const auto& layer = model.layers[i];
+    if (layer.query_heads < 0 || layer.kv_heads < 0 || layer.ffn_width < 0 ||
+        (layer.kv_heads > 0 && layer.query_heads % layer.kv_heads != 0) ||
+        (layer.query_heads > 0 && layer.kv_heads == 0))
+      throw InputError(origin, "layer " + std::to_string(i) + ": " + std::to_string(layer.query_heads) +
+                                   " query heads cannot share " + std::to_string(layer.kv_heads) + " kv heads");
+    if (layer.has_attention()) {
+      expect_shape(model, origin, layer_name(i, "attn_norm.weight"), {hidden});
+      if (block.norm_bias) expect_shape(model, origin, layer_name(i, "attn_norm.bias"), {hidden});
+      expect_shape(model, origin, layer_name(i, "attn.q.weight"), {layer.query_heads * head_dim, hidden});
+      expect_shape(model, origin, layer_name(i, "attn.k.weight"), {layer.kv_heads * head_dim, hidden});
+      expect_shape(model, origin, layer_name(i, "attn.v.weight"), {layer.kv_heads * head_dim, hidden});
+      expect_shape(model, origin, layer_name(i, "attn.o.weight"), {hidden, layer.query_heads * head_dim});
+      if (block.attention_bias) {
+        expect_shape(model, origin, layer_name(i, "attn.q.bias"), {layer.query_heads * head_dim});
+        expect_shape(model, origin, layer_name(i, "attn.k.bias"), {layer.kv_heads * head_dim});
+        expect_shape(model, origin, layer_name(i, "attn.v.bias"), {layer.kv_heads * head_dim});
+        expect_shape(model, origin, layer_name(i, "attn.o.bias"), {hidden});
+      }
+    }
+    if (layer.ffn_width > 0) {
+      expect_shape(model, origin, layer_name(i, "mlp_norm.weight"), {hidden});
+      if (block.norm_bias) expect_shape(model, origin, layer_name(i, "mlp_norm.bias"), {hidden});
+      if (block.mlp == MlpKind::GatedSiLU)
+        expect_shape(model, origin, layer_name(i, "mlp.gate.weight"), {layer.ffn_width, hidden});
+      expect_shape(model, origin, layer_name(i, "mlp.up.weight"), {layer.ffn_width, hidden});
+      expect_shape(model, origin, layer_name(i, "mlp.down.weight"), {hidden, layer.ffn_width});
+      if (block.mlp_bias) {
+        expect_shape(model, origin, layer_name(i, "mlp.up.bias"), {layer.ffn_width});
+        expect_shape(model, origin, layer_name(i, "mlp.down.bias"), {hidden});
+      }
+    }
+  }
+  for (const auto& [name, tensor] : model.tensors)
+    if (tensor.scalar_type() != at::kFloat)
+      throw InputError(origin, "tensor " + name + " is not float32 after loading");
+}
+
+}  // namespace lathe
+
+namespace lathe {
+
+bool is_block_linear_weight(const std::string& canonical_name) {
+  const bool in_block = canonical_name.find(".attn.") != std::string::npos ||
+                        canonical_name.find(".mlp.") != std::string::npos;
+  return in_block && canonical_name.ends_with(".weight");
+}
+
+}  // namespace lathe

@@ -1,0 +1,98 @@
+#pragma once
+
+// The model IR: a family, its structural configuration, per-layer structure that passes may
+// change layer by layer, the weights under canonical names, and annotations that passes leave
+// for later passes and for the writers.
+//
+// Canonical tensor names (all linear weights in [out, in] layout):
+//   embed.weight [vocab, hidden]           pos_embed.weight [max_positions, hidden]
+//   final_norm.weight / .bias [hidden]      lm_head.weight [vocab, hidden] (absent when tied)
+//   layers.{i}.attn_norm.weight / .bias     layers.{i}.mlp_norm.weight / .bias
+//   layers.{i}.attn.q.weight [Hq*d, hidden] layers.{i}.attn.k.weight / .v.weight [Hkv*d, hidden]
+//   layers.{i}.attn.o.weight [hidden, Hq*d] (+ .bias on q, k, v, o when the family has them)
+//   layers.{i}.mlp.gate.weight [ffn, hidden] (gated MLPs only)
+//   layers.{i}.mlp.up.weight [ffn, hidden]  layers.{i}.mlp.down.weight [hidden, ffn] (+ biases)
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/family.h"
+
+namespace lathe {
+
+struct ModelConfig {
+  std::int64_t hidden = 0;
+  std::int64_t vocab = 0;
+  std::int64_t max_positions = 0;
+  std::int64_t head_dim = 0;
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  bool tied_embeddings = false;
+  std::int32_t bos_id = -1;
+  std::int32_t eos_id = -1;
+};
+
+struct LayerStructure {
+  std::int64_t query_heads = 0;
+  std::int64_t kv_heads = 0;
+  std::int64_t ffn_width = 0;
+  // Query heads sharing one kv head; 0 when the layer has no attention left.
+  std::int64_t group_size() const { return kv_heads == 0 ? 0 : query_heads / kv_heads; }
+  bool has_attention() const { return query_heads > 0; }
+};
+
+// Where a model came from, for reports and writer metadata.
+struct ModelSource {
+  std::filesystem::path path;
+  std::string format;  // "safetensors", "pytorch"
+  std::uintmax_t bytes_on_disk = 0;
+  nlohmann::json config;  // the config.json it came with, kept so writers can carry unknown keys
+  std::filesystem::path tokenizer;  // tokenizer.model or vocab.json found beside it, if any
+};
+
+class Model {
+ public:
+  FamilyDescription family;
+  ModelConfig config;
+  std::vector<LayerStructure> layers;
+  std::map<std::string, at::Tensor> tensors;
+  // Free-form annotations for later passes and writers (head roles and scores, ...).
+  nlohmann::json annotations = nlohmann::json::object();
+  ModelSource source;
+
+  std::int64_t layer_count() const { return static_cast<std::int64_t>(layers.size()); }
+  bool has(const std::string& name) const { return tensors.count(name) != 0; }
+  // The tensor or an InputError naming the model and the missing tensor.
+  const at::Tensor& tensor(const std::string& name) const;
+  const at::Tensor& layer_tensor(int layer, const std::string& name) const;
+  bool has_layer_tensor(int layer, const std::string& name) const;
+  // The output projection: lm_head.weight, or the token embedding when tied.
+  const at::Tensor& output_weight() const;
+
+  std::int64_t parameter_count() const;
+  // A shallow copy: the tensors are shared, so replace a tensor instead of writing into it.
+  Model clone() const { return *this; }
+};
+
+std::string layer_name(int layer, const std::string& name);
+
+// Checks every tensor the family and structure require is present with the right shape;
+// InputError naming `origin` and the first problem.
+void validate_model(const Model& model, const std::string& origin);
+
+}  // namespace lathe
+
+namespace lathe {
+
+// Canonical names of weights that are stored as a linear map inside transformer blocks (and
+// so follow the family's linear_layout in checkpoints).
+bool is_block_linear_weight(const std::string& canonical_name);
+
+}  // namespace lathe

@@ -1,0 +1,262 @@
+#include "core/model_loader.h"
+
+#include <ATen/ATen.h>
+
+#include <set>
+#include <sstream>
+
+#include "core/tensor_io.h"
+#include "core/torch_checkpoint.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
+#include "support/errors.h"
+
+namespace lathe {
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class CheckpointFormat { Safetensors, PyTorch };
+
+struct CheckpointFile {
+  fs::path path;
+  CheckpointFormat format;
+};
+
+bool is_pytorch_file(const fs::path& path) {
+  const auto extension = path.extension();
+  return extension == ".pt" || extension == ".pth" || extension == ".bin";
+}
+
+CheckpointFile locate_checkpoint(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) throw InputError(path.string(), "no such file or folder");
+  if (fs::is_directory(path)) {
+    for (const char* name : {"model.safetensors", "model.safetensors.index.json"})
+      if (fs::exists(path / name)) return {path, CheckpointFormat::Safetensors};
+    for (const char* name : {"pytorch_model.bin", "model.pt", "model.pth"})
+      if (fs::exists(path / name)) return {path / name, CheckpointFormat::PyTorch};
+    throw InputError(path.string(), "holds no checkpoint (model.safetensors, model.safetensors.index.json, "
+                                    "pytorch_model.bin or model.pt)");
+  }
+  if (path.extension() == ".safetensors" || path.extension() == ".json")
+    return {path, CheckpointFormat::Safetensors};
+  if (is_pytorch_file(path)) return {path, CheckpointFormat::PyTorch};
+  throw InputError(path.string(), "unknown checkpoint format; expected .safetensors, an index .json, "
+                                  ".pt, .pth, .bin or a folder holding one");
+}
+
+fs::path checkpoint_folder(const CheckpointFile& checkpoint) {
+  return fs::is_directory(checkpoint.path) ? checkpoint.path : checkpoint.path.parent_path();
+}
+
+HfConfig find_config(const ModelLocation& location, const CheckpointFile& checkpoint) {
+  if (location.config) return HfConfig::load(*location.config);
+  auto beside = checkpoint_folder(checkpoint) / "config.json";
+  if (fs::exists(beside)) return HfConfig::load(beside);
+  throw InputError(location.path.string(),
+                   "no config.json beside the checkpoint; a state dict does not record head counts, "
+                   "so give one (recipe: model: {path: ..., config: path/to/config.json}, "
+                   "command line: --config)");
+}
+
+std::int64_t config_int(const HfConfig& config, const std::string& key, std::int64_t fallback) {
+  if (key.empty()) return fallback;
+  auto value = config.find_int(key);
+  return value ? *value : fallback;
+}
+
+ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& family,
+                              std::vector<LayerStructure>& layers) {
+  const auto& keys = family.config;
+  ModelConfig config;
+  config.hidden = hf.get_int(keys.hidden);
+  config.vocab = hf.get_int(keys.vocab);
+  const auto layer_count = hf.get_int(keys.layers);
+  const auto heads = hf.get_int(keys.heads);
+  const auto kv_heads = config_int(hf, keys.kv_heads, heads);
+  const auto file = hf.origin().string();
+  if (config.hidden <= 0 || config.vocab <= 0 || layer_count <= 0 || heads <= 0 || kv_heads <= 0)
+    throw InputError(file, "hidden size, vocabulary, layers and heads must be positive");
+  if (config.hidden % heads != 0 && keys.head_dim.empty())
+    throw InputError(file, "hidden size " + std::to_string(config.hidden) + " is not divisible by " +
+                               std::to_string(heads) + " heads");
+  config.head_dim = config_int(hf, keys.head_dim, config.hidden / heads);
+  config.max_positions = config_int(hf, keys.max_positions, 0);
+  if (config.max_positions <= 0) throw InputError(file, "needs a positive " + keys.max_positions);
+  if (!keys.norm_eps.empty()) config.norm_eps = hf.find_double(keys.norm_eps).value_or(1e-5);
+  if (!keys.rope_theta.empty())
+    config.rope_theta = hf.find_double(keys.rope_theta).value_or(keys.default_rope_theta.value_or(10000.0));
+  config.tied_embeddings = keys.tie_embeddings.empty()
+                               ? keys.default_tie_embeddings.value_or(false)
+                               : hf.find_bool(keys.tie_embeddings).value_or(keys.default_tie_embeddings.value_or(false));
+  config.bos_id = static_cast<std::int32_t>(config_int(hf, keys.bos_id, -1));
+  config.eos_id = static_cast<std::int32_t>(config_int(hf, keys.eos_id, -1));
+
+  std::int64_t ffn = 0;
+  if (!keys.ffn.empty() && hf.find_int(keys.ffn)) ffn = *hf.find_int(keys.ffn);
+  if (ffn == 0 && keys.ffn_multiple_of_hidden) ffn = *keys.ffn_multiple_of_hidden * config.hidden;
+  if (ffn <= 0) throw InputError(file, "needs a positive " + keys.ffn);
+  if (heads % kv_heads != 0)
+    throw InputError(file, std::to_string(heads) + " query heads cannot share " + std::to_string(kv_heads) + " kv heads");
+
+  layers.assign(layer_count, LayerStructure{heads, kv_heads, ffn});
+  if (hf.has(kLayerStructureKey)) {
+    const auto& entries = hf.json()[kLayerStructureKey];
+    if (!entries.is_array() || static_cast<std::int64_t>(entries.size()) != layer_count)
+      throw InputError(file, std::string(kLayerStructureKey) + " must list one entry per layer");
+    for (std::int64_t i = 0; i < layer_count; ++i) {
+      const auto& entry = entries[i];
+      try {
+        layers[i] = LayerStructure{entry.at("query_heads").get<std::int64_t>(),
+                                   entry.at("kv_heads").get<std::int64_t>(),
+                                   entry.at("ffn_width").get<std::int64_t>()};
+      } catch (const nlohmann::json::exception&) {
+        throw InputError(file, std::string(kLayerStructureKey) + "[" + std::to_string(i) +
+                                   "] needs integer query_heads, kv_heads and ffn_width");
+      }
+    }
+  }
+  return config;
+}
+
+bool matches_pattern(const std::string& name, const std::string& pattern, int layer_count) {
+  if (pattern.find("{i}") == std::string::npos) return name == pattern;
+  for (int i = 0; i < layer_count; ++i)
+    if (name == layer_tensor_name(pattern, i)) return true;
+  return false;
+}
+
+// Checkpoints of a Conv1D family may still hold nn.Linear [out, in] weights (a state dict saved
+// from a from-scratch model, like makemore's). The first non-square block weight decides.
+bool checkpoint_needs_transpose(const Model& model, const std::map<std::string, at::Tensor>& raw) {
+  if (model.family.block.linear_layout == LinearLayout::OutIn) return false;
+  const auto& names = model.family.tensors;
+  auto decide = [&](const std::string& pattern, std::int64_t out_features) -> std::optional<bool> {
+    auto found = raw.find(layer_tensor_name(pattern, 0));
+    if (found == raw.end() || found->second.dim() != 2) return std::nullopt;
+    const auto rows = found->second.size(0), cols = found->second.size(1);
+    if (rows == cols) return std::nullopt;
+    return rows != out_features;  // [in, out] as the family declares; [out, in] needs no transpose
+  };
+  const auto& layer = model.layers.front();
+  const auto head_dim = model.config.head_dim;
+  if (!names.fused_qkv_weight.empty())
+    if (auto answer = decide(names.fused_qkv_weight, (layer.query_heads + 2 * layer.kv_heads) * head_dim))
+      return *answer;
+  if (auto it = names.layer.find("mlp.up.weight"); it != names.layer.end())
+    if (auto answer = decide(it->second, layer.ffn_width)) return *answer;
+  return true;
+}
+
+at::Tensor to_float(const at::Tensor& tensor, const std::string& file, const std::string& name) {
+  if (tensor.scalar_type() == at::kFloat) return tensor;
+  if (tensor.scalar_type() == at::kHalf || tensor.scalar_type() == at::kBFloat16 ||
+      tensor.scalar_type() == at::kDouble)
+    return tensor.to(at::kFloat);
+  throw InputError(file, "tensor " + name + " has dtype " + std::string(at::toString(tensor.scalar_type())) +
+                             "; lathe reads float weights (F32, F16, BF16)");
+}
+
+void canonicalize(Model& model, std::map<std::string, at::Tensor> raw, const std::string& file) {
+  const auto& names = model.family.tensors;
+  const bool transpose = checkpoint_needs_transpose(model, raw);
+  std::set<std::string> used;
+  auto take = [&](const std::string& checkpoint_name, const std::string& canonical, bool required) {
+    auto found = raw.find(checkpoint_name);
+    if (found == raw.end()) {
+      if (required) throw InputError(file, "missing tensor " + checkpoint_name);
+      return;
+    }
+    used.insert(checkpoint_name);
+    auto tensor = to_float(found->second, file, checkpoint_name);
+    if (transpose && is_block_linear_weight(canonical)) {
+      if (tensor.dim() != 2) throw InputError(file, "tensor " + checkpoint_name + " is not a matrix");
+      tensor = tensor.t().contiguous();
+    }
+    model.tensors[canonical] = tensor;
+  };
+
+  for (const auto& [canonical, checkpoint_name] : names.model) {
+    if (canonical == "lm_head.weight" && model.config.tied_embeddings) {
+      used.insert(checkpoint_name);  // HF ignores a stored head when the embedding is tied.
+      continue;
+    }
+    const bool required = canonical != "pos_embed.weight" || model.family.block.position == PositionKind::Learned;
+    take(checkpoint_name, canonical, required && canonical != "final_norm.bias");
+  }
+  for (int i = 0; i < model.layer_count(); ++i) {
+    const auto& layer = model.layers[i];
+    for (const auto& [canonical, pattern] : names.layer) {
+      const bool attention_tensor = canonical.starts_with("attn");
+      const bool mlp_tensor = canonical.starts_with("mlp");
+      if ((attention_tensor && !layer.has_attention()) || (mlp_tensor && layer.ffn_width == 0)) continue;
+      take(layer_tensor_name(pattern, i), layer_name(i, canonical), true);
+    }
+    if (!model.family.block.fused_qkv || !layer.has_attention()) continue;
+    const auto q_rows = layer.query_heads * model.config.head_dim;
+    const auto kv_rows = layer.kv_heads * model.config.head_dim;
+    auto split = [&](const std::string& pattern, const std::string& suffix) {
+      if (pattern.empty()) return;
+      const auto name = layer_tensor_name(pattern, i);
+      auto found = raw.find(name);
+      if (found == raw.end()) throw InputError(file, "missing tensor " + name);
+      used.insert(name);
+      auto fused = to_float(found->second, file, name);
+      if (transpose && fused.dim() == 2) fused = fused.t();
+      if (fused.size(0) != q_rows + 2 * kv_rows)
+        throw InputError(file, "tensor " + name + " has " + std::to_string(fused.size(0)) +
+                                   " rows of q, k and v, expected " + std::to_string(q_rows + 2 * kv_rows));
+      auto parts = fused.split_with_sizes({q_rows, kv_rows, kv_rows}, 0);
+      model.tensors[layer_name(i, "attn.q." + suffix)] = parts[0].contiguous();
+      model.tensors[layer_name(i, "attn.k." + suffix)] = parts[1].contiguous();
+      model.tensors[layer_name(i, "attn.v." + suffix)] = parts[2].contiguous();
+    };
+    split(names.fused_qkv_weight, "weight");
+    if (model.family.block.attention_bias) split(names.fused_qkv_bias, "bias");
+  }
+  for (const auto& [name, tensor] : raw) {
+    if (used.count(name)) continue;
+    bool ignored = false;
+    for (const auto& pattern : names.ignored) ignored = ignored || matches_pattern(name, pattern, model.layer_count());
+    if (!ignored)
+      throw InputError(file, "unexpected tensor " + name + " for the " + model.family.name +
+                                 " family (see " + model.family.source + ")");
+  }
+}
+
+}  // namespace
+
+Model load_model(const ModelLocation& location) {
+  const auto checkpoint = locate_checkpoint(location.path);
+  const auto hf = find_config(location, checkpoint);
+  Model model;
+  model.family = location.family ? family_by_name(*location.family)
+                                 : family_for_model_type(hf.get_string("model_type"), hf.origin().string());
+  model.config = read_model_config(hf, model.family, model.layers);
+  if (hf.has("lathe")) model.annotations = hf.json()["lathe"];
+  model.source.config = hf.json();
+  for (const auto& folder : {checkpoint_folder(checkpoint), hf.origin().parent_path()})
+    for (const char* name : {"tokenizer.model", "vocab.json"})
+      if (model.source.tokenizer.empty() && fs::exists(folder / name)) model.source.tokenizer = folder / name;
+
+  std::map<std::string, at::Tensor> raw;
+  model.source.path = checkpoint.path;
+  std::string origin = checkpoint.path.string();  // the file to name in errors
+  if (checkpoint.format == CheckpointFormat::Safetensors) {
+    auto file = std::make_shared<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(checkpoint.path));
+    for (const auto* view : file->tensors()) raw[view->name] = tensor_from_view(*view, file);
+    model.source.format = "safetensors";
+    model.source.bytes_on_disk = file->bytes_on_disk();
+    if (file->shards().size() == 1) origin = file->shards().front().path().string();
+  } else {
+    raw = read_torch_state_dict(checkpoint.path);
+    model.source.format = "pytorch";
+    model.source.bytes_on_disk = fs::file_size(checkpoint.path);
+  }
+  canonicalize(model, std::move(raw), origin);
+  validate_model(model, origin);
+  return model;
+}
+
+}  // namespace lathe

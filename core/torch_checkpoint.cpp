@@ -1,0 +1,149 @@
+#include "core/torch_checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <caffe2/serialize/inline_container.h>
+#include <c10/util/Exception.h>
+
+#include <fstream>
+
+#include "formats/pickle.h"
+#include "support/errors.h"
+
+namespace lathe {
+namespace {
+
+// LibTorch's own unpickler (torch::jit::pickle_load) turns collections.OrderedDict into None,
+// so it cannot read the state dicts torch.save writes. lathe reads the archive with LibTorch's
+// zip reader and runs the pickle with its own strict reader.
+
+at::ScalarType storage_scalar_type(const std::string& storage_class, const std::string& file) {
+  static const std::map<std::string, at::ScalarType> types = {
+      {"FloatStorage", at::kFloat},  {"HalfStorage", at::kHalf},   {"BFloat16Storage", at::kBFloat16},
+      {"DoubleStorage", at::kDouble}, {"LongStorage", at::kLong},  {"IntStorage", at::kInt},
+      {"ShortStorage", at::kShort},  {"CharStorage", at::kChar},   {"ByteStorage", at::kByte},
+      {"BoolStorage", at::kBool}};
+  auto found = types.find(storage_class);
+  if (found == types.end()) throw InputError(file, "unsupported storage type torch." + storage_class);
+  return found->second;
+}
+
+std::int64_t as_int(const PickleValue& value, const std::string& file, const char* what) {
+  if (value.kind != PickleValue::Kind::Int) throw InputError(file, std::string(what) + " is not an integer");
+  return value.integer;
+}
+
+std::vector<std::int64_t> as_ints(const PickleValue& value, const std::string& file, const char* what) {
+  if (value.kind != PickleValue::Kind::Tuple && value.kind != PickleValue::Kind::List)
+    throw InputError(file, std::string(what) + " is not a tuple");
+  std::vector<std::int64_t> ints;
+  for (const auto& item : *value.items) ints.push_back(as_int(item, file, what));
+  return ints;
+}
+
+at::Tensor as_tensor(const PickleValue& value, const std::string& file) {
+  if (value.kind != PickleValue::Kind::Object || value.object.type() != typeid(at::Tensor))
+    throw InputError(file, std::string("expected a tensor, found a ") + value.kind_name());
+  return std::any_cast<at::Tensor>(value.object);
+}
+
+class StateDictReader {
+ public:
+  explicit StateDictReader(const std::filesystem::path& path) : file_(path.string()), archive_(file_) {}
+
+  std::map<std::string, at::Tensor> read() {
+    auto [data, size] = archive_.getRecord("data.pkl");
+    const std::string pickle(static_cast<const char*>(data.get()), size);
+    PickleCallbacks callbacks;
+    callbacks.persistent_load = [this](const PickleValue& id) { return load_storage(id); };
+    callbacks.reduce = [this](const PickleGlobal& callable, const PickleValue& arguments) {
+      return rebuild(callable, arguments);
+    };
+    auto root = read_pickle(pickle, callbacks, file_);
+    if (root.kind != PickleValue::Kind::Dict)
+      throw InputError(file_, std::string("holds a ") + root.kind_name() + ", not a state dict");
+    for (const char* key : {"state_dict", "model"})
+      for (const auto& [name, value] : *root.entries)
+        if (name.kind == PickleValue::Kind::String && name.text == key && value.kind == PickleValue::Kind::Dict)
+          return tensors_of(value);
+    return tensors_of(root);
+  }
+
+ private:
+  std::map<std::string, at::Tensor> tensors_of(const PickleValue& dict) {
+    std::map<std::string, at::Tensor> tensors;
+    for (const auto& [name, value] : *dict.entries) {
+      if (name.kind != PickleValue::Kind::String) throw InputError(file_, "state dict has a key that is not a string");
+      if (value.kind != PickleValue::Kind::Object)
+        throw InputError(file_, "state dict entry \"" + name.text + "\" is a " + value.kind_name() + ", not a tensor");
+      tensors[name.text] = as_tensor(value, file_);
+    }
+    return tensors;
+  }
+
+  // ('storage', torch.FloatStorage, key, location, numel)
+  PickleValue load_storage(const PickleValue& id) {
+    if (id.kind != PickleValue::Kind::Tuple || id.items->size() < 5 || (*id.items)[0].text != "storage" ||
+        (*id.items)[1].kind != PickleValue::Kind::Global)
+      throw InputError(file_, "unsupported persistent id in the pickle");
+    const auto type = storage_scalar_type((*id.items)[1].global.name, file_);
+    const auto& key = (*id.items)[2].text;
+    const auto numel = as_int((*id.items)[4], file_, "storage size");
+    if (auto found = storages_.find(key); found != storages_.end()) return PickleValue::make_object(found->second);
+    const auto record = "data/" + key;
+    if (!archive_.hasRecord(record)) throw InputError(file_, "storage " + record + " is missing from the archive");
+    auto [data, size] = archive_.getRecord(record);
+    auto storage = at::empty({numel}, at::TensorOptions().dtype(type));
+    if (size != static_cast<std::size_t>(numel) * storage.element_size())
+      throw InputError(file_, "storage " + record + " holds " + std::to_string(size) + " bytes, expected " +
+                                  std::to_string(numel * storage.element_size()));
+    std::memcpy(storage.data_ptr(), data.get(), size);
+    storages_[key] = storage;
+    return PickleValue::make_object(storage);
+  }
+
+  PickleValue rebuild(const PickleGlobal& callable, const PickleValue& arguments) {
+    const auto& args = *arguments.items;
+    const auto name = callable.qualified();
+    if (name == "torch._utils._rebuild_tensor_v2" && args.size() >= 4) {
+      auto storage = as_tensor(args[0], file_);
+      const auto offset = as_int(args[1], file_, "tensor offset");
+      const auto sizes = as_ints(args[2], file_, "tensor size");
+      const auto strides = as_ints(args[3], file_, "tensor stride");
+      if (sizes.size() != strides.size()) throw InputError(file_, "tensor size and stride differ in length");
+      std::int64_t last = offset;
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        if (sizes[i] < 0 || strides[i] < 0) throw InputError(file_, "negative tensor size or stride");
+        if (sizes[i] > 0) last += (sizes[i] - 1) * strides[i];
+      }
+      if (offset < 0 || (last >= storage.numel() && storage.numel() > 0))
+        throw InputError(file_, "a tensor reaches past the end of its storage");
+      return PickleValue::make_object(storage.as_strided(sizes, strides, offset));
+    }
+    if (name == "torch._utils._rebuild_parameter" && !args.empty()) return args[0];
+    throw InputError(file_, "the checkpoint holds a " + name + ", which a state dict of tensors does not need");
+  }
+
+  std::string file_;
+  caffe2::serialize::PyTorchStreamReader archive_;
+  std::map<std::string, at::Tensor> storages_;
+};
+
+}  // namespace
+
+std::map<std::string, at::Tensor> read_torch_state_dict(const std::filesystem::path& path) {
+  const auto file = path.string();
+  {
+    std::ifstream in(path, std::ios::binary);
+    char magic[2] = {};
+    if (!in.read(magic, 2)) throw InputError(file, "cannot read");
+    if (magic[0] != 'P' || magic[1] != 'K')
+      throw InputError(file, "not a PyTorch zip checkpoint (torch.save's default format since PyTorch 1.6)");
+  }
+  try {
+    return StateDictReader(path).read();
+  } catch (const c10::Error& error) {
+    throw InputError(file, "cannot read the archive: " + std::string(error.what_without_backtrace()));
+  }
+}
+
+}  // namespace lathe

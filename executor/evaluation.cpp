@@ -1,0 +1,106 @@
+#include "executor/evaluation.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "executor/executor.h"
+
+namespace lathe {
+namespace {
+
+struct Window {
+  const std::int32_t* tokens;  // inputs are tokens[0 .. length), targets tokens[1 .. length]
+  std::int64_t length;
+};
+
+void cut_windows(const std::vector<std::int32_t>& stream, std::int64_t window, std::vector<Window>& out) {
+  const auto targets = static_cast<std::int64_t>(stream.size()) - 1;
+  for (std::int64_t start = 0; start < targets; start += window)
+    out.push_back({stream.data() + start, std::min(window, targets - start)});
+}
+
+}  // namespace
+
+std::vector<EvalBatch> make_eval_batches(const std::vector<std::vector<std::int32_t>>& sequences, bool pack,
+                                         const BatchingOptions& options) {
+  if (options.window <= 0 || options.batch_size <= 0) throw std::invalid_argument("window and batch size must be positive");
+  std::vector<std::int32_t> stream;
+  std::vector<Window> windows;
+  if (pack) {
+    for (const auto& sequence : sequences) stream.insert(stream.end(), sequence.begin(), sequence.end());
+    cut_windows(stream, options.window, windows);
+  } else {
+    for (const auto& sequence : sequences) cut_windows(sequence, options.window, windows);
+  }
+  if (options.max_tokens > 0) {
+    std::int64_t kept = 0;
+    std::size_t count = 0;
+    while (count < windows.size() && kept < options.max_tokens) {
+      windows[count].length = std::min(windows[count].length, options.max_tokens - kept);
+      kept += windows[count++].length;
+    }
+    windows.resize(count);
+  }
+
+  std::vector<EvalBatch> batches;
+  for (std::size_t first = 0; first < windows.size(); first += options.batch_size) {
+    const auto count = std::min<std::size_t>(options.batch_size, windows.size() - first);
+    std::int64_t longest = 0;
+    for (std::size_t i = 0; i < count; ++i) longest = std::max(longest, windows[first + i].length);
+    auto inputs = at::zeros({static_cast<std::int64_t>(count), longest}, at::kLong);
+    auto targets = at::zeros_like(inputs);
+    auto mask = at::zeros({static_cast<std::int64_t>(count), longest}, at::kBool);
+    auto in = inputs.accessor<std::int64_t, 2>();
+    auto out = targets.accessor<std::int64_t, 2>();
+    auto valid = mask.accessor<bool, 2>();
+    for (std::size_t row = 0; row < count; ++row) {
+      const auto& window = windows[first + row];
+      for (std::int64_t t = 0; t < window.length; ++t) {
+        in[row][t] = window.tokens[t];
+        out[row][t] = window.tokens[t + 1];
+        valid[row][t] = true;
+      }
+    }
+    batches.push_back({inputs, targets, mask});
+  }
+  return batches;
+}
+
+EvalMetrics evaluate(const Executor& model, const std::vector<EvalBatch>& batches, const Executor* reference,
+                     const std::function<void(std::size_t, std::size_t)>& progress) {
+  at::NoGradGuard no_grad;
+  double loss_sum = 0, kl_sum = 0, reference_loss_sum = 0;
+  std::int64_t tokens = 0, agreeing = 0;
+  for (std::size_t i = 0; i < batches.size(); ++i) {
+    const auto& batch = batches[i];
+    auto log_probs = at::log_softmax(model.forward(batch.inputs), -1);
+    auto token_loss = -log_probs.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
+    loss_sum += token_loss.masked_select(batch.mask).to(at::kDouble).sum().item<double>();
+    tokens += batch.mask.sum().item<std::int64_t>();
+    if (reference != nullptr) {
+      auto reference_log_probs = at::log_softmax(reference->forward(batch.inputs), -1);
+      auto token_kl = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1);
+      reference_loss_sum -= reference_log_probs.gather(-1, batch.targets.unsqueeze(-1))
+                                .squeeze(-1).masked_select(batch.mask).to(at::kDouble).sum().item<double>();
+      kl_sum += token_kl.masked_select(batch.mask).to(at::kDouble).sum().item<double>();
+      auto same = log_probs.argmax(-1).eq(reference_log_probs.argmax(-1)).logical_and(batch.mask);
+      agreeing += same.sum().item<std::int64_t>();
+    }
+    if (progress) progress(i + 1, batches.size());
+  }
+  EvalMetrics metrics;
+  metrics.tokens = tokens;
+  metrics.mean_loss = tokens > 0 ? loss_sum / static_cast<double>(tokens) : 0.0;
+  metrics.perplexity = std::exp(metrics.mean_loss);
+  if (reference != nullptr && tokens > 0) {
+    metrics.kl = kl_sum / static_cast<double>(tokens);
+    metrics.top1_agreement = static_cast<double>(agreeing) / static_cast<double>(tokens);
+    metrics.reference_mean_loss = reference_loss_sum / static_cast<double>(tokens);
+  }
+  return metrics;
+}
+
+}  // namespace lathe

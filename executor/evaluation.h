@@ -1,0 +1,49 @@
+#pragma once
+
+// Language-model evaluation: mean next-token loss and, against a reference model, KL divergence
+// and top-1 agreement, over batches cut from token sequences.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+namespace lathe {
+
+class Executor;
+
+struct EvalBatch {
+  at::Tensor inputs;   // [B, T] int64
+  at::Tensor targets;  // [B, T] int64
+  at::Tensor mask;     // [B, T] bool: which targets count
+};
+
+struct BatchingOptions {
+  std::int64_t window = 0;      // inputs per window (at most the model's positions)
+  std::int64_t batch_size = 8;
+  std::int64_t max_tokens = 0;  // stop after this many targets (0: all)
+};
+
+// pack = true: the sequences are one stream cut into non-overlapping windows of `window`
+// inputs, each predicting the next token (the last window is shorter). pack = false: each
+// sequence on its own (longer ones cut into windows the same way). Short windows are padded
+// and masked.
+std::vector<EvalBatch> make_eval_batches(const std::vector<std::vector<std::int32_t>>& sequences, bool pack,
+                                         const BatchingOptions& options);
+
+struct EvalMetrics {
+  double mean_loss = 0;
+  double perplexity = 0;
+  std::int64_t tokens = 0;
+  std::optional<double> kl;              // KL(reference || model), nats per token
+  std::optional<double> top1_agreement;  // share of tokens with the same argmax
+  std::optional<double> reference_mean_loss;
+};
+
+// `progress` is called after every batch with (batches done, batches in all).
+EvalMetrics evaluate(const Executor& model, const std::vector<EvalBatch>& batches, const Executor* reference = nullptr,
+                     const std::function<void(std::size_t, std::size_t)>& progress = {});
+
+}  // namespace lathe

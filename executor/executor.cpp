@@ -1,0 +1,208 @@
+#include "executor/executor.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "support/errors.h"
+
+namespace lathe {
+namespace {
+
+at::Tensor observe(const ForwardHooks* hooks, int layer, ActivationSite site, at::Tensor activation) {
+  if (hooks == nullptr || !hooks->on_activation) return activation;
+  auto replaced = hooks->on_activation(layer, site, activation);
+  return replaced.defined() ? replaced : activation;
+}
+
+at::Tensor linear(const Model& model, int layer, const std::string& name, const at::Tensor& x) {
+  const auto& weight = model.layer_tensor(layer, name + ".weight");
+  const auto bias_name = layer_name(layer, name + ".bias");
+  auto bias = model.tensors.find(bias_name);
+  return at::linear(x, weight, bias == model.tensors.end() ? at::Tensor() : bias->second);
+}
+
+// Rotate-half rotary embedding on [B, H, T, d] at positions offset .. offset + T.
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const auto half = x.size(-1) / 2;
+  auto first = x.narrow(-1, 0, half);
+  auto second = x.narrow(-1, half, half);
+  auto rotated = at::cat({-second, first}, -1);
+  return x * cos + rotated * sin;
+}
+
+}  // namespace
+
+const char* activation_site_name(ActivationSite site) {
+  switch (site) {
+    case ActivationSite::AttentionInput: return "attention_input";
+    case ActivationSite::AttentionContext: return "attention_context";
+    case ActivationSite::AttentionOutput: return "attention_output";
+    case ActivationSite::MlpInput: return "mlp_input";
+    case ActivationSite::MlpHidden: return "mlp_hidden";
+    case ActivationSite::MlpOutput: return "mlp_output";
+    case ActivationSite::FinalHidden: return "final_hidden";
+  }
+  return "unknown";
+}
+
+void rotary_tables(std::int64_t positions, std::int64_t head_dim, double theta, at::Tensor& cos, at::Tensor& sin) {
+  // Computed like Hugging Face's Llama: inverse frequencies and angles in float32.
+  auto exponents = at::arange(0, head_dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(head_dim);
+  auto inverse_frequency = 1.0 / at::pow(static_cast<float>(theta), exponents);
+  auto steps = at::arange(positions, at::kLong).to(at::kFloat);
+  auto angles = at::outer(steps, inverse_frequency);
+  auto doubled = at::cat({angles, angles}, -1);
+  cos = doubled.cos().contiguous();
+  sin = doubled.sin().contiguous();
+}
+
+Executor::Executor(const Model& model) : model_(model) {
+  if (model.family.block.position == PositionKind::Rotary)
+    rotary_tables(model.config.max_positions, model.config.head_dim, model.config.rope_theta, rotary_cos_, rotary_sin_);
+}
+
+at::Tensor Executor::norm(const at::Tensor& x, const std::string& prefix) const {
+  const auto& weight = model_.tensor(prefix + ".weight");
+  const auto eps = model_.config.norm_eps;
+  if (model_.family.block.norm == NormKind::Layer) {
+    auto bias = model_.tensors.find(prefix + ".bias");
+    return at::layer_norm(x, {x.size(-1)}, weight, bias == model_.tensors.end() ? at::Tensor() : bias->second, eps);
+  }
+  auto variance = x.pow(2).mean(-1, /*keepdim=*/true);
+  return x * at::rsqrt(variance + eps) * weight;
+}
+
+at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
+                               KvCache* cache) const {
+  const auto& structure = model_.layers[layer];
+  const auto batch = x.size(0), length = x.size(1);
+  const auto heads = structure.query_heads, kv_heads = structure.kv_heads, group = structure.group_size();
+  const auto head_dim = model_.config.head_dim;
+
+  auto q = linear(model_, layer, "attn.q", x).view({batch, length, heads, head_dim}).transpose(1, 2);
+  auto k = linear(model_, layer, "attn.k", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+  auto v = linear(model_, layer, "attn.v", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+  if (model_.family.block.position == PositionKind::Rotary) {
+    auto cos = rotary_cos_.narrow(0, offset, length);
+    auto sin = rotary_sin_.narrow(0, offset, length);
+    q = apply_rotary(q, cos, sin);
+    k = apply_rotary(k, cos, sin);
+  }
+  if (cache != nullptr) {
+    if (cache->keys[layer].defined()) {
+      k = at::cat({cache->keys[layer], k}, 2);
+      v = at::cat({cache->values[layer], v}, 2);
+    }
+    cache->keys[layer] = k;
+    cache->values[layer] = v;
+  }
+  const auto span = k.size(2);
+
+  // Query heads grouped by the kv head they read, so k and v are never copied per query head:
+  // [B, Hkv, g*T, d] against [B, Hkv, S, d]. Row r of a group is query head r / T at step r % T.
+  auto grouped_q = (q * (1.0 / std::sqrt(static_cast<double>(head_dim)))).reshape({batch, kv_heads, group * length, head_dim});
+  at::Tensor causal_mask;
+  if (model_.family.block.causal && length > 1)  // query t (position offset + t) sees keys 0 .. offset + t
+    causal_mask = at::ones({length, span}, at::kBool).triu(offset + 1).repeat({group, 1});
+  auto attend = [&](const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values) {
+    auto scores = at::matmul(queries, keys.transpose(-1, -2));
+    if (causal_mask.defined()) scores.masked_fill_(causal_mask, -std::numeric_limits<float>::infinity());
+    auto probabilities = at::softmax(scores, -1);
+    if (hooks != nullptr && hooks->on_attention)
+      hooks->on_attention(layer, probabilities.reshape({queries.size(0), heads, length, span}));
+    return at::matmul(probabilities, values);
+  };
+  // Score tensors of long sequences are large; a few (batch row, kv head) slices at a time keep
+  // them in cache instead of streaming tens of MB through memory per layer.
+  constexpr std::int64_t kScoresPerChunk = 1 << 18;
+  const auto slices = batch * kv_heads;
+  const auto slices_per_chunk = std::max<std::int64_t>(1, kScoresPerChunk / (group * length * span));
+  at::Tensor context;
+  if (slices_per_chunk >= slices || (hooks != nullptr && hooks->on_attention)) {
+    context = attend(grouped_q, k, v);
+  } else {
+    auto flat_q = grouped_q.reshape({slices, group * length, head_dim});
+    auto flat_k = k.reshape({slices, span, head_dim});
+    auto flat_v = v.reshape({slices, span, head_dim});
+    context = at::empty({slices, group * length, head_dim}, q.options());
+    for (std::int64_t first = 0; first < slices; first += slices_per_chunk) {
+      const auto count = std::min(slices_per_chunk, slices - first);
+      context.narrow(0, first, count)
+          .copy_(attend(flat_q.narrow(0, first, count), flat_k.narrow(0, first, count), flat_v.narrow(0, first, count)));
+    }
+  }
+  context = context.reshape({batch, heads, length, head_dim});
+  if (hooks != nullptr && layer < static_cast<int>(hooks->head_gates.size()) && hooks->head_gates[layer].defined())
+    context = context * hooks->head_gates[layer].view({1, heads, 1, 1});
+  context = context.transpose(1, 2).reshape({batch, length, heads * head_dim});
+  context = observe(hooks, layer, ActivationSite::AttentionContext, context);
+  return linear(model_, layer, "attn.o", context);
+}
+
+at::Tensor Executor::mlp(int layer, const at::Tensor& x, const ForwardHooks* hooks) const {
+  at::Tensor hidden;
+  switch (model_.family.block.mlp) {
+    case MlpKind::GatedSiLU:
+      hidden = at::silu(linear(model_, layer, "mlp.gate", x)) * linear(model_, layer, "mlp.up", x);
+      break;
+    case MlpKind::GeluTanh: hidden = at::gelu(linear(model_, layer, "mlp.up", x), "tanh"); break;
+    case MlpKind::Gelu: hidden = at::gelu(linear(model_, layer, "mlp.up", x)); break;
+    case MlpKind::Relu: hidden = at::relu(linear(model_, layer, "mlp.up", x)); break;
+  }
+  hidden = observe(hooks, layer, ActivationSite::MlpHidden, hidden);
+  return linear(model_, layer, "mlp.down", hidden);
+}
+
+at::Tensor Executor::forward(const at::Tensor& input_ids, const ForwardHooks* hooks, KvCache* cache) const {
+  if (input_ids.dim() != 2) throw std::invalid_argument("input_ids must be [batch, sequence]");
+  const auto length = input_ids.size(1);
+  std::int64_t offset = 0;
+  if (cache != nullptr) {
+    offset = cache->length;
+    cache->keys.resize(model_.layers.size());
+    cache->values.resize(model_.layers.size());
+  }
+  if (offset + length > model_.config.max_positions)
+    throw InputError("sequence of " + std::to_string(offset + length) + " positions exceeds the model's maximum of " +
+                     std::to_string(model_.config.max_positions));
+  auto ids = input_ids.to(at::kLong);
+  auto x = at::embedding(model_.tensor("embed.weight"), ids);
+  if (model_.family.block.position == PositionKind::Learned)
+    x = x + model_.tensor("pos_embed.weight").narrow(0, offset, length);
+
+  for (int layer = 0; layer < model_.layer_count(); ++layer) {
+    const auto& structure = model_.layers[layer];
+    if (structure.has_attention()) {
+      auto h = observe(hooks, layer, ActivationSite::AttentionInput, norm(x, layer_name(layer, "attn_norm")));
+      x = x + observe(hooks, layer, ActivationSite::AttentionOutput, attention(layer, h, offset, hooks, cache));
+    }
+    if (structure.ffn_width > 0) {
+      auto h = observe(hooks, layer, ActivationSite::MlpInput, norm(x, layer_name(layer, "mlp_norm")));
+      x = x + observe(hooks, layer, ActivationSite::MlpOutput, mlp(layer, h, hooks));
+    }
+  }
+  if (cache != nullptr) cache->length = offset + length;
+  x = observe(hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm"));
+  return at::linear(x, model_.output_weight());
+}
+
+std::vector<std::int64_t> Executor::greedy_decode(const std::vector<std::int64_t>& prompt, std::int64_t steps) const {
+  if (prompt.empty()) throw std::invalid_argument("greedy decoding needs a prompt");
+  at::NoGradGuard no_grad;
+  KvCache cache;
+  auto input = at::tensor(prompt, at::kLong).unsqueeze(0);
+  std::vector<std::int64_t> produced;
+  for (std::int64_t step = 0; step < steps; ++step) {
+    auto logits = forward(input, nullptr, &cache);
+    const auto next = logits.select(1, logits.size(1) - 1).argmax(-1).item<std::int64_t>();
+    produced.push_back(next);
+    input = at::full({1, 1}, next, at::kLong);
+  }
+  return produced;
+}
+
+}  // namespace lathe

@@ -1,0 +1,77 @@
+#pragma once
+
+// One transformer forward for every family, driven by the family's block options. Passes that
+// run the model (evaluation, calibration, gradient importance, retrieval scoring) go through
+// it; autograd works through it, so gradients need no second implementation.
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "core/model.h"
+
+namespace lathe {
+
+// Points in a block where observers see (and may replace) activations.
+enum class ActivationSite {
+  AttentionInput,    // normalized input of the q, k and v projections   [B, T, hidden]
+  AttentionContext,  // concatenated head outputs, input of the o projection [B, T, Hq*d]
+  AttentionOutput,   // output of the o projection, before the residual add [B, T, hidden]
+  MlpInput,          // normalized input of the MLP's first projection(s) [B, T, hidden]
+  MlpHidden,         // input of the MLP's down projection                [B, T, ffn]
+  MlpOutput,         // output of the down projection, before the residual add
+  FinalHidden,       // input of the output head (after the final norm), layer = -1
+};
+const char* activation_site_name(ActivationSite site);
+
+struct ForwardHooks {
+  // Per layer, a gate per query head multiplying that head's output before the o projection
+  // ([Hq] tensors; an undefined tensor means no gate). Gates may require grad.
+  std::vector<at::Tensor> head_gates;
+  // Sees each layer's attention probabilities [B, Hq, T, S] (S = cached + new positions).
+  std::function<void(int layer, const at::Tensor& probabilities)> on_attention;
+  // Sees activations; returning a defined tensor replaces the activation (fake quantization).
+  std::function<at::Tensor(int layer, ActivationSite site, const at::Tensor& activation)> on_activation;
+};
+
+// Keys and values of the positions seen so far, per layer, for incremental decoding.
+struct KvCache {
+  std::vector<at::Tensor> keys;    // [B, Hkv, S, d]
+  std::vector<at::Tensor> values;  // [B, Hkv, S, d]
+  std::int64_t length = 0;
+};
+
+class Executor {
+ public:
+  explicit Executor(const Model& model);
+
+  // input_ids [B, T] (int64) -> logits [B, T, vocab]. With a cache, the tokens continue the
+  // cached positions and the cache is extended.
+  at::Tensor forward(const at::Tensor& input_ids, const ForwardHooks* hooks = nullptr,
+                     KvCache* cache = nullptr) const;
+
+  // Greedy decoding with a KV cache: `steps` new ids after `prompt`.
+  std::vector<std::int64_t> greedy_decode(const std::vector<std::int64_t>& prompt, std::int64_t steps) const;
+
+  const Model& model() const { return model_; }
+  // cos and sin tables [max_positions, head_dim] for rotary positions (rotate-half layout).
+  const at::Tensor& rotary_cos() const { return rotary_cos_; }
+  const at::Tensor& rotary_sin() const { return rotary_sin_; }
+
+ private:
+  at::Tensor attention(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
+                       KvCache* cache) const;
+  at::Tensor mlp(int layer, const at::Tensor& x, const ForwardHooks* hooks) const;
+  at::Tensor norm(const at::Tensor& x, const std::string& prefix) const;
+
+  const Model& model_;
+  at::Tensor rotary_cos_;
+  at::Tensor rotary_sin_;
+};
+
+// Rotary tables as the executor and the ONNX writer use them.
+void rotary_tables(std::int64_t positions, std::int64_t head_dim, double theta, at::Tensor& cos, at::Tensor& sin);
+
+}  // namespace lathe

@@ -1,0 +1,87 @@
+#pragma once
+
+// Parsing JSON input files with one-line errors that name the file, line and column.
+// Header-only: shared by the safetensors, config, index and vocabulary readers.
+
+#include <algorithm>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "support/errors.h"
+
+namespace lathe {
+
+// `text` as a JSON string literal, for quoting names in messages.
+inline std::string quote(const std::string& text) {
+  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// "string", "number", "object", ... for "must be X, got Y" messages.
+inline std::string json_type(const nlohmann::json& value) { return value.type_name(); }
+
+// "line L, column C" of the byte at `index` (0-based) in `text`.
+inline std::string json_location(std::string_view text, std::size_t index) {
+  auto before = text.substr(0, std::min(index, text.size()));
+  std::size_t line = 1 + static_cast<std::size_t>(std::count(before.begin(), before.end(), '\n'));
+  std::size_t line_start = before.rfind('\n');
+  std::size_t column = line_start == std::string_view::npos ? before.size() + 1 : before.size() - line_start;
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
+// Parses `text` as JSON. A syntax error is an InputError naming `origin`:
+// "<origin>: invalid <what> at line L, column C: <detail>". Duplicate object keys are an error
+// too: readers would otherwise silently keep only one of the values.
+inline nlohmann::json parse_json(std::string_view text, const std::string& origin,
+                                 const std::string& what = "JSON") {
+  std::vector<std::set<std::string>> open_objects;
+  auto reject_duplicates = [&](int /*depth*/, nlohmann::json::parse_event_t event,
+                               nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start) {
+      open_objects.emplace_back();
+    } else if (event == Event::object_end) {
+      open_objects.pop_back();
+    } else if (event == Event::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (!open_objects.back().insert(key).second)
+        throw InputError(origin, "duplicate key " + quote(key) + " in the " + what);
+    }
+    return true;
+  };
+  // nlohmann stops at a NUL byte as if the input ended there: refuse it instead.
+  if (auto nul = text.find('\0'); nul != std::string_view::npos)
+    throw InputError(origin, "invalid " + what + " at " + json_location(text, nul) + ": NUL byte");
+  try {
+    return nlohmann::json::parse(text.begin(), text.end(), reject_duplicates);
+  } catch (const nlohmann::json::parse_error& error) {
+    // error.byte is 1-based and points one past the end for an unexpected end of input.
+    std::size_t index = error.byte == 0 ? 0 : error.byte - 1;
+    // what() is "[json.exception.parse_error.101] parse error at ...: <detail>".
+    std::string detail = error.what();
+    auto separator = detail.find(": ", detail.find("parse error"));
+    if (separator != std::string::npos) detail = detail.substr(separator + 2);
+    throw InputError(origin, "invalid " + what + " at " + json_location(text, index) + ": " + detail);
+  }
+}
+
+// Reads and parses a whole JSON file.
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw InputError(path.string(), "does not exist");
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError(path.string(), "is a folder, expected a JSON file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path.string(), "cannot read");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_json(text, path.string());
+}
+
+}  // namespace lathe

@@ -1,0 +1,506 @@
+#include "formats/onnx_writer.h"
+
+#include <ATen/ATen.h>
+#include <onnx/checker.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <numbers>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/model.h"
+#include "executor/executor.h"
+#include "support/atomic_file.h"
+#include "support/errors.h"
+
+namespace lathe {
+namespace {
+
+// IR version 8 is the newest that onnx 1.12's checker accepts; onnxruntime reads it too.
+constexpr std::int64_t kIrVersion = 8;
+constexpr std::int64_t kSupportedOpset = 17;
+// With external data, initializers at least this large move to the data file; shape
+// constants and the like stay inline so the graph stays readable on its own.
+constexpr std::size_t kMinExternalBytes = 1024;
+constexpr std::uint64_t kExternalAlignment = 4096;
+
+// Appends nodes and initializers to an ONNX graph. Every op method returns the name of the
+// value it produces; names are the current scope plus the op, made unique with a suffix.
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(onnx::GraphProto& graph) : graph_(graph) {}
+
+  // Prefix for the names of the nodes and values made next, e.g. "layers.3.attn".
+  void set_scope(std::string scope) { scope_ = std::move(scope); }
+
+  std::string initializer(const std::string& name, const at::Tensor& tensor, const std::string& doc = {}) {
+    auto& proto = *graph_.add_initializer();
+    proto.set_name(name);
+    if (!doc.empty()) proto.set_doc_string(doc);
+    auto contiguous = tensor.detach().contiguous();
+    for (auto size : contiguous.sizes()) proto.add_dims(size);
+    if (contiguous.scalar_type() == at::kLong) {
+      proto.set_data_type(onnx::TensorProto::INT64);
+    } else {
+      contiguous = contiguous.to(at::kFloat);
+      proto.set_data_type(onnx::TensorProto::FLOAT);
+    }
+    proto.set_raw_data(contiguous.data_ptr(), contiguous.nbytes());
+    return name;
+  }
+
+  // Constants are initializers shared by value, named after their contents.
+  std::string int64s(const std::vector<std::int64_t>& values) {
+    std::string key = "const_i64";
+    for (auto value : values) key.append("_").append(std::to_string(value));
+    return shared_constant(key, [&] { return at::tensor(values, at::kLong); });
+  }
+  std::string int64_scalar(std::int64_t value) {
+    return shared_constant("const_i64_scalar_" + std::to_string(value),
+                           [&] { return at::scalar_tensor(value, at::kLong); });
+  }
+  std::string float_scalar(float value) {
+    char digits[32];
+    std::snprintf(digits, sizeof digits, "%.9g", value);  // round-trips every float
+    return shared_constant(std::string("const_f32_") + digits, [&] { return at::scalar_tensor(value, at::kFloat); });
+  }
+
+  std::string matmul(const std::string& a, const std::string& b) { return output(node("MatMul", {a, b})); }
+  std::string add(const std::string& a, const std::string& b) { return output(node("Add", {a, b})); }
+  std::string mul(const std::string& a, const std::string& b) { return output(node("Mul", {a, b})); }
+  std::string div(const std::string& a, const std::string& b) { return output(node("Div", {a, b})); }
+  std::string pow(const std::string& a, const std::string& b) { return output(node("Pow", {a, b})); }
+  std::string sqrt(const std::string& x) { return output(node("Sqrt", {x})); }
+  std::string sigmoid(const std::string& x) { return output(node("Sigmoid", {x})); }
+  std::string tanh(const std::string& x) { return output(node("Tanh", {x})); }
+  std::string erf(const std::string& x) { return output(node("Erf", {x})); }
+  std::string relu(const std::string& x) { return output(node("Relu", {x})); }
+
+  std::string gather(const std::string& data, const std::string& indices) {
+    auto& n = node("Gather", {data, indices});
+    set_int(n, "axis", 0);
+    return output(n);
+  }
+  std::string reshape(const std::string& x, const std::vector<std::int64_t>& shape) {
+    return output(node("Reshape", {x, int64s(shape)}));
+  }
+  std::string transpose(const std::string& x, const std::vector<std::int64_t>& perm) {
+    auto& n = node("Transpose", {x});
+    set_ints(n, "perm", perm);
+    return output(n);
+  }
+  std::string concat(const std::vector<std::string>& inputs, std::int64_t axis) {
+    auto& n = node("Concat", inputs);
+    set_int(n, "axis", axis);
+    return output(n);
+  }
+  // Equal parts along `axis`.
+  std::vector<std::string> split(const std::string& x, std::int64_t axis, int parts) {
+    auto& n = node("Split", {x}, parts);
+    set_int(n, "axis", axis);
+    return {n.output().begin(), n.output().end()};
+  }
+  std::string slice(const std::string& x, const std::string& starts, const std::string& ends, const std::string& axes) {
+    return output(node("Slice", {x, starts, ends, axes}));
+  }
+  // Dimensions start .. end of x's shape, as a 1-D int64 tensor.
+  std::string shape(const std::string& x, std::int64_t start, std::int64_t end) {
+    auto& n = node("Shape", {x});
+    set_int(n, "start", start);
+    set_int(n, "end", end);
+    return output(n);
+  }
+  std::string constant_of_shape(const std::string& shape, float value) {
+    auto& n = node("ConstantOfShape", {shape});
+    auto& attribute = *n.add_attribute();
+    attribute.set_name("value");
+    attribute.set_type(onnx::AttributeProto::TENSOR);
+    auto& tensor = *attribute.mutable_t();
+    tensor.set_data_type(onnx::TensorProto::FLOAT);
+    tensor.add_dims(1);
+    tensor.add_float_data(value);
+    return output(n);
+  }
+  std::string upper_triangle(const std::string& x, std::int64_t diagonal) {
+    auto& n = node("Trilu", {x, int64_scalar(diagonal)});
+    set_int(n, "upper", 1);
+    return output(n);
+  }
+  std::string reduce_mean_last(const std::string& x) {
+    auto& n = node("ReduceMean", {x});
+    set_ints(n, "axes", {-1});
+    set_int(n, "keepdims", 1);
+    return output(n);
+  }
+  std::string softmax_last(const std::string& x) {
+    auto& n = node("Softmax", {x});
+    set_int(n, "axis", -1);
+    return output(n);
+  }
+  std::string layer_norm(const std::string& x, const std::string& scale, const std::string& bias, float epsilon) {
+    std::vector<std::string> inputs = {x, scale};
+    if (!bias.empty()) inputs.push_back(bias);
+    auto& n = node("LayerNormalization", inputs);
+    set_int(n, "axis", -1);
+    set_float(n, "epsilon", epsilon);
+    return output(n);
+  }
+
+ private:
+  onnx::NodeProto& node(const std::string& type, const std::vector<std::string>& inputs, int outputs = 1) {
+    auto& n = *graph_.add_node();
+    const auto name = unique_name(scope_.empty() ? type : scope_ + "/" + type);
+    n.set_op_type(type);
+    n.set_name(name);
+    for (const auto& input : inputs) n.add_input(input);
+    if (outputs == 1) {
+      n.add_output(name);
+    } else {
+      for (int i = 0; i < outputs; ++i) n.add_output(name + ":" + std::to_string(i));
+    }
+    return n;
+  }
+  static const std::string& output(const onnx::NodeProto& n) { return n.output(0); }
+
+  std::string unique_name(const std::string& base) {
+    auto& count = name_counts_[base];
+    return count++ == 0 ? base : base + "_" + std::to_string(count - 1);
+  }
+
+  template <typename MakeTensor>
+  std::string shared_constant(const std::string& name, MakeTensor make) {
+    if (constants_.insert(name).second) initializer(name, make());
+    return name;
+  }
+
+  static void set_int(onnx::NodeProto& n, const std::string& name, std::int64_t value) {
+    auto& attribute = *n.add_attribute();
+    attribute.set_name(name);
+    attribute.set_type(onnx::AttributeProto::INT);
+    attribute.set_i(value);
+  }
+  static void set_ints(onnx::NodeProto& n, const std::string& name, const std::vector<std::int64_t>& values) {
+    auto& attribute = *n.add_attribute();
+    attribute.set_name(name);
+    attribute.set_type(onnx::AttributeProto::INTS);
+    for (auto value : values) attribute.add_ints(value);
+  }
+  static void set_float(onnx::NodeProto& n, const std::string& name, float value) {
+    auto& attribute = *n.add_attribute();
+    attribute.set_name(name);
+    attribute.set_type(onnx::AttributeProto::FLOAT);
+    attribute.set_f(value);
+  }
+
+  onnx::GraphProto& graph_;
+  std::string scope_;
+  std::unordered_map<std::string, int> name_counts_;
+  std::unordered_set<std::string> constants_;
+};
+
+// Translates the IR into ONNX nodes that compute what Executor::forward computes (without
+// hooks or a cache), layer structure by layer structure.
+class TransformerGraph {
+ public:
+  TransformerGraph(const Model& model, GraphBuilder& builder) : model_(model), g_(builder) {}
+
+  // input_ids [B, T] -> logits [B, T, vocab].
+  std::string build(const std::string& input_ids) {
+    g_.set_scope("positions");
+    const auto length = g_.shape(input_ids, 1, 2);  // [T]
+    const auto& block = model_.family.block;
+    if (block.position == PositionKind::Rotary) add_rotary_tables(length);
+    if (block.causal) add_causal_mask(length);
+
+    g_.set_scope("embed");
+    auto x = g_.gather(g_.initializer("embed.weight", model_.tensor("embed.weight")), input_ids);
+    if (block.position == PositionKind::Learned) {
+      auto table = g_.initializer("pos_embed.weight", model_.tensor("pos_embed.weight"));
+      x = g_.add(x, first_rows(table, length));
+    }
+
+    for (int layer = 0; layer < model_.layer_count(); ++layer) {
+      const auto& structure = model_.layers[layer];
+      if (structure.has_attention()) {
+        g_.set_scope(layer_name(layer, "attn"));
+        x = g_.add(x, attention(layer, norm(x, layer_name(layer, "attn_norm"))));
+      }
+      if (structure.ffn_width > 0) {
+        g_.set_scope(layer_name(layer, "mlp"));
+        x = g_.add(x, mlp(layer, norm(x, layer_name(layer, "mlp_norm"))));
+      }
+    }
+
+    g_.set_scope("head");
+    x = norm(x, "final_norm");
+    std::string output_weight;
+    if (model_.config.tied_embeddings) {
+      // The embedding, transposed in the graph rather than stored twice; runtimes fold the
+      // Transpose of an initializer when they load the model.
+      output_weight = g_.transpose("embed.weight", {1, 0});
+    } else {
+      output_weight = weight_in_out("lm_head.weight", model_.tensor("lm_head.weight"));
+    }
+    return g_.matmul(x, output_weight);
+  }
+
+ private:
+  // Rows 0 .. T of a [max_positions, ...] table.
+  std::string first_rows(const std::string& table, const std::string& length) {
+    return g_.slice(table, g_.int64s({0}), length, g_.int64s({0}));
+  }
+
+  void add_rotary_tables(const std::string& length) {
+    at::Tensor cos, sin;
+    rotary_tables(model_.config.max_positions, model_.config.head_dim, model_.config.rope_theta, cos, sin);
+    // Rotate-half multiplies the first half of the rotated vector by -sin: folding that sign
+    // into the table saves a Neg per projection and is exact (IEEE negation commutes with *).
+    const auto half = model_.config.head_dim / 2;
+    auto signed_sin = sin.clone();
+    signed_sin.narrow(1, 0, half).neg_();
+    // [P, 1, 1, d] broadcasts against q and k as [B, T, Hkv, g or 1, d].
+    const std::vector<std::int64_t> shape = {model_.config.max_positions, 1, 1, model_.config.head_dim};
+    rotary_cos_ = first_rows(g_.initializer("rotary.cos", cos.reshape(shape)), length);
+    rotary_sin_ = first_rows(
+        g_.initializer("rotary.sin_signed", signed_sin.reshape(shape), "sin with the first half negated"), length);
+  }
+
+  // Additive [T, T] mask, -inf above the diagonal, built from T at run time so the file holds no
+  // [max_positions, max_positions] table. Adding -inf is exact like the executor's masked_fill.
+  void add_causal_mask(const std::string& length) {
+    auto square = g_.concat({length, length}, 0);
+    causal_mask_ = g_.upper_triangle(g_.constant_of_shape(square, -std::numeric_limits<float>::infinity()), 1);
+  }
+
+  // A linear weight [out, in] stored as [in, out], so MatMul(x, W) needs no Transpose.
+  std::string weight_in_out(const std::string& name, const at::Tensor& weight) {
+    return g_.initializer(name, weight.t(), "[in, out]: transposed from the [out, in] IR layout");
+  }
+
+  std::string linear(int layer, const std::string& name, const std::string& x) {
+    const auto weight_name = layer_name(layer, name + ".weight");
+    auto y = g_.matmul(x, weight_in_out(weight_name, model_.tensor(weight_name)));
+    const auto bias_name = layer_name(layer, name + ".bias");
+    if (model_.has(bias_name)) y = g_.add(y, g_.initializer(bias_name, model_.tensor(bias_name)));
+    return y;
+  }
+
+  std::string norm(const std::string& x, const std::string& prefix) {
+    const auto eps = static_cast<float>(model_.config.norm_eps);
+    auto weight = g_.initializer(prefix + ".weight", model_.tensor(prefix + ".weight"));
+    if (model_.family.block.norm == NormKind::Layer) {
+      std::string bias;
+      if (model_.has(prefix + ".bias")) bias = g_.initializer(prefix + ".bias", model_.tensor(prefix + ".bias"));
+      return g_.layer_norm(x, weight, bias, eps);
+    }
+    // RMSNorm spelled the way ONNX Runtime's SimplifiedLayerNormalization fusion recognises.
+    auto mean_square = g_.reduce_mean_last(g_.pow(x, g_.float_scalar(2.0f)));
+    auto root = g_.sqrt(g_.add(mean_square, g_.float_scalar(eps)));
+    return g_.mul(g_.div(x, root), weight);
+  }
+
+  std::string rotate(const std::string& x) {
+    auto halves = g_.split(x, -1, 2);
+    auto swapped = g_.concat({halves[1], halves[0]}, -1);
+    return g_.add(g_.mul(x, rotary_cos_), g_.mul(swapped, rotary_sin_));
+  }
+
+  std::string attention(int layer, const std::string& x) {
+    const auto& structure = model_.layers[layer];
+    const auto kv_heads = structure.kv_heads, group = structure.group_size();
+    const auto head_dim = model_.config.head_dim;
+    const bool rotary = model_.family.block.position == PositionKind::Rotary;
+
+    // Query heads grouped by the kv head they read, as in the executor: q [B, Hkv, g, T, d]
+    // against k [B, Hkv, 1, d, S] and v [B, Hkv, 1, S, d], broadcast over g without copies.
+    auto q = g_.reshape(linear(layer, "attn.q", x), {0, 0, kv_heads, group, head_dim});
+    auto k = g_.reshape(linear(layer, "attn.k", x), {0, 0, kv_heads, 1, head_dim});
+    auto v = g_.reshape(linear(layer, "attn.v", x), {0, 0, kv_heads, 1, head_dim});
+    if (rotary) {
+      q = rotate(q);
+      k = rotate(k);
+    }
+    q = g_.transpose(q, {0, 2, 3, 1, 4});
+    k = g_.transpose(k, {0, 2, 3, 4, 1});
+    v = g_.transpose(v, {0, 2, 3, 1, 4});
+
+    const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+    auto scores = g_.mul(g_.matmul(q, k), g_.float_scalar(scale));
+    if (model_.family.block.causal) scores = g_.add(scores, causal_mask_);
+    auto context = g_.matmul(g_.softmax_last(scores), v);  // [B, Hkv, g, T, d]
+    context = g_.reshape(g_.transpose(context, {0, 3, 1, 2, 4}), {0, 0, structure.query_heads * head_dim});
+    return linear(layer, "attn.o", context);
+  }
+
+  std::string mlp(int layer, const std::string& x) {
+    std::string hidden;
+    switch (model_.family.block.mlp) {
+      case MlpKind::GatedSiLU: {
+        auto gate = linear(layer, "mlp.gate", x);
+        hidden = g_.mul(g_.mul(gate, g_.sigmoid(gate)), linear(layer, "mlp.up", x));
+        break;
+      }
+      case MlpKind::GeluTanh: hidden = gelu_tanh(linear(layer, "mlp.up", x)); break;
+      case MlpKind::Gelu: hidden = gelu_erf(linear(layer, "mlp.up", x)); break;
+      case MlpKind::Relu: hidden = g_.relu(linear(layer, "mlp.up", x)); break;
+    }
+    return linear(layer, "mlp.down", hidden);
+  }
+
+  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); opset 17 has no Gelu op.
+  std::string gelu_tanh(const std::string& x) {
+    auto cube = g_.mul(x, g_.mul(x, x));
+    auto inner = g_.add(x, g_.mul(cube, g_.float_scalar(0.044715f)));
+    const auto beta = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+    auto t = g_.tanh(g_.mul(inner, g_.float_scalar(beta)));
+    auto one_plus = g_.add(t, g_.float_scalar(1.0f));
+    return g_.mul(g_.mul(x, one_plus), g_.float_scalar(0.5f));
+  }
+
+  // 0.5 x (1 + erf(x / sqrt(2))).
+  std::string gelu_erf(const std::string& x) {
+    auto e = g_.erf(g_.div(x, g_.float_scalar(static_cast<float>(std::numbers::sqrt2))));
+    auto one_plus = g_.add(e, g_.float_scalar(1.0f));
+    return g_.mul(g_.mul(x, one_plus), g_.float_scalar(0.5f));
+  }
+
+  const Model& model_;
+  GraphBuilder& g_;
+  std::string rotary_cos_, rotary_sin_, causal_mask_;
+};
+
+void set_dimension_names(onnx::ValueInfoProto& value, onnx::TensorProto::DataType type,
+                         const std::vector<std::string>& symbolic, const std::vector<std::int64_t>& fixed) {
+  auto& tensor_type = *value.mutable_type()->mutable_tensor_type();
+  tensor_type.set_elem_type(type);
+  auto& shape = *tensor_type.mutable_shape();
+  for (const auto& name : symbolic) shape.add_dim()->set_dim_param(name);
+  for (auto size : fixed) shape.add_dim()->set_dim_value(size);
+}
+
+onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& options) {
+  onnx::ModelProto proto;
+  proto.set_ir_version(kIrVersion);
+  proto.set_producer_name("lathe");
+#ifdef LATHE_VERSION
+  proto.set_producer_version(LATHE_VERSION);
+#endif
+  auto& opset = *proto.add_opset_import();
+  opset.set_domain("");
+  opset.set_version(options.opset);
+
+  auto metadata = options.metadata;
+  metadata.emplace("family", model.family.name);
+  for (const auto& [key, value] : metadata) {
+    auto& entry = *proto.add_metadata_props();
+    entry.set_key(key);
+    entry.set_value(value);
+  }
+
+  auto& graph = *proto.mutable_graph();
+  graph.set_name("lathe");
+  auto& input = *graph.add_input();
+  input.set_name("input_ids");
+  set_dimension_names(input, onnx::TensorProto::INT64, {"batch", "sequence"}, {});
+
+  GraphBuilder builder(graph);
+  auto logits = TransformerGraph(model, builder).build("input_ids");
+  // Name the last node's output "logits" rather than adding an Identity.
+  auto& last = *graph.mutable_node(graph.node_size() - 1);
+  if (last.output(0) != logits) throw std::logic_error("ONNX writer: the logits are not the last node's output");
+  last.set_output(0, "logits");
+  auto& output = *graph.add_output();
+  output.set_name("logits");
+  set_dimension_names(output, onnx::TensorProto::FLOAT, {"batch", "sequence"}, {model.config.vocab});
+  return proto;
+}
+
+std::uint64_t initializer_bytes(const onnx::ModelProto& proto) {
+  std::uint64_t total = 0;
+  for (const auto& tensor : proto.graph().initializer()) total += tensor.raw_data().size();
+  return total;
+}
+
+// Writes the large initializers to `data_path` at 4 KiB-aligned offsets and points the
+// tensors at it (ONNX external data, location relative to the model file).
+void move_to_external_data(onnx::ModelProto& proto, const std::filesystem::path& data_path) {
+  struct Placement {
+    onnx::TensorProto* tensor;
+    std::uint64_t offset;
+  };
+  std::vector<Placement> placements;
+  std::uint64_t end = 0;
+  for (auto& tensor : *proto.mutable_graph()->mutable_initializer()) {
+    if (tensor.raw_data().size() < kMinExternalBytes) continue;
+    const auto offset = (end + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment;
+    placements.push_back({&tensor, offset});
+    end = offset + tensor.raw_data().size();
+  }
+  write_file_atomically(data_path, [&](std::ostream& out) {
+    std::uint64_t position = 0;
+    const std::string padding(kExternalAlignment, '\0');
+    for (const auto& placement : placements) {
+      out.write(padding.data(), static_cast<std::streamsize>(placement.offset - position));
+      const auto& bytes = placement.tensor->raw_data();
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      position = placement.offset + bytes.size();
+    }
+  });
+  const auto location = data_path.filename().string();
+  for (const auto& placement : placements) {
+    auto& tensor = *placement.tensor;
+    const auto length = tensor.raw_data().size();
+    tensor.clear_raw_data();
+    tensor.set_data_location(onnx::TensorProto::EXTERNAL);
+    auto add_entry = [&](const std::string& key, const std::string& value) {
+      auto& entry = *tensor.add_external_data();
+      entry.set_key(key);
+      entry.set_value(value);
+    };
+    add_entry("location", location);
+    add_entry("offset", std::to_string(placement.offset));
+    add_entry("length", std::to_string(length));
+  }
+}
+
+}  // namespace
+
+void write_onnx(const Model& model, const std::filesystem::path& path, const OnnxExportOptions& options) {
+  if (options.opset != kSupportedOpset)
+    throw InputError(path.string(), "ONNX opset " + std::to_string(options.opset) + " is not supported; lathe writes opset " +
+                                        std::to_string(kSupportedOpset));
+  at::NoGradGuard no_grad;
+  auto proto = build_model(model, options);
+
+  // Checked while every initializer is still inline: the checker looks for external files.
+  try {
+    onnx::checker::check_model(proto);
+  } catch (const std::exception& error) {
+    throw std::runtime_error("the ONNX graph built for " + path.string() +
+                             " fails the ONNX checker: " + error.what());
+  }
+
+  auto data_path = path;
+  data_path += ".data";
+  const bool external = initializer_bytes(proto) > options.external_data_threshold;
+  if (external) move_to_external_data(proto, data_path);
+
+  write_file_atomically(path, [&](std::ostream& out) {
+    if (!proto.SerializeToOstream(&out)) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
+  });
+  // A data file left by an earlier export to the same path would be stale (and counted as
+  // part of this output by its size).
+  if (!external) {
+    std::error_code ignored;
+    std::filesystem::remove(data_path, ignored);
+  }
+}
+
+}  // namespace lathe

@@ -1,0 +1,105 @@
+#include "formats/safetensors_model_writer.h"
+
+#include <ATen/ATen.h>
+
+#include <fstream>
+
+#include "core/model.h"
+#include "core/model_loader.h"
+#include "core/tensor_io.h"
+#include "formats/safetensors.h"
+#include "support/atomic_file.h"
+
+namespace lathe {
+namespace {
+
+// The model's tensors under the family's checkpoint names, in the family's layout.
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& model) {
+  const auto& names = model.family.tensors;
+  const bool transpose = model.family.block.linear_layout == LinearLayout::InOut;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  auto emit = [&](const std::string& checkpoint_name, at::Tensor tensor, bool linear) {
+    if (linear && transpose) tensor = tensor.t();
+    tensors.emplace_back(checkpoint_name, tensor.contiguous());
+  };
+  for (const auto& [canonical, checkpoint_name] : names.model)
+    if (model.has(canonical)) emit(checkpoint_name, model.tensor(canonical), false);
+  for (int i = 0; i < model.layer_count(); ++i) {
+    for (const auto& [canonical, pattern] : names.layer)
+      if (model.has_layer_tensor(i, canonical))
+        emit(layer_tensor_name(pattern, i), model.layer_tensor(i, canonical), is_block_linear_weight(layer_name(i, canonical)));
+    if (!model.family.block.fused_qkv || !model.layers[i].has_attention()) continue;
+    auto fuse = [&](const std::string& pattern, const std::string& suffix, bool linear) {
+      if (pattern.empty() || !model.has_layer_tensor(i, "attn.q." + suffix)) return;
+      emit(layer_tensor_name(pattern, i),
+           at::cat({model.layer_tensor(i, "attn.q." + suffix), model.layer_tensor(i, "attn.k." + suffix),
+                    model.layer_tensor(i, "attn.v." + suffix)}, 0),
+           linear);
+    };
+    fuse(names.fused_qkv_weight, "weight", true);
+    fuse(names.fused_qkv_bias, "bias", false);
+  }
+  return tensors;
+}
+
+bool uniform_layers(const Model& model) {
+  for (const auto& layer : model.layers)
+    if (layer.query_heads != model.layers.front().query_heads || layer.kv_heads != model.layers.front().kv_heads ||
+        layer.ffn_width != model.layers.front().ffn_width)
+      return false;
+  return true;
+}
+
+nlohmann::json config_json(const Model& model) {
+  auto config = model.source.config.is_object() ? model.source.config : nlohmann::json::object();
+  const auto& keys = model.family.config;
+  if (!config.contains("model_type") && !keys.model_types.empty()) config["model_type"] = keys.model_types.front();
+  config[keys.hidden] = model.config.hidden;
+  config[keys.vocab] = model.config.vocab;
+  config[keys.layers] = model.layer_count();
+  if (!keys.max_positions.empty()) config[keys.max_positions] = model.config.max_positions;
+  if (!keys.head_dim.empty()) config[keys.head_dim] = model.config.head_dim;
+  if (!keys.tie_embeddings.empty()) config[keys.tie_embeddings] = model.config.tied_embeddings;
+  // The standard fields state the first layer that still has attention; lathe_layers is exact.
+  const LayerStructure* reference = &model.layers.front();
+  for (const auto& layer : model.layers)
+    if (layer.has_attention()) { reference = &layer; break; }
+  config[keys.heads] = reference->query_heads;
+  if (!keys.kv_heads.empty()) config[keys.kv_heads] = reference->kv_heads;
+  if (!keys.ffn.empty()) config[keys.ffn] = model.layers.front().ffn_width;
+  config.erase(kLayerStructureKey);
+  if (!uniform_layers(model)) {
+    auto layers = nlohmann::json::array();
+    for (const auto& layer : model.layers)
+      layers.push_back({{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}});
+    config[kLayerStructureKey] = layers;
+  }
+  config.erase("lathe");
+  if (!model.annotations.empty()) config["lathe"] = model.annotations;
+  return config;
+}
+
+}  // namespace
+
+void write_safetensors_model(const Model& model, const std::filesystem::path& folder,
+                             const std::map<std::string, std::string>& metadata) {
+  auto tensors = checkpoint_tensors(model);
+  std::vector<TensorView> views;
+  views.reserve(tensors.size());
+  for (const auto& [name, tensor] : tensors) views.push_back(view_of(name, tensor));
+  Metadata file_metadata(metadata.begin(), metadata.end());
+  file_metadata["format"] = "pt";
+  if (!model.annotations.empty()) file_metadata["lathe"] = model.annotations.dump();
+
+  std::filesystem::create_directories(folder);
+  write_safetensors(folder / "model.safetensors", views, file_metadata);
+  const auto config = config_json(model).dump(2) + "\n";
+  write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config; });
+  if (!model.source.tokenizer.empty() &&
+      std::filesystem::absolute(model.source.tokenizer.parent_path()) != std::filesystem::absolute(folder)) {
+    std::ifstream in(model.source.tokenizer, std::ios::binary);
+    write_file_atomically(folder / model.source.tokenizer.filename(), [&](std::ostream& out) { out << in.rdbuf(); });
+  }
+}
+
+}  // namespace lathe

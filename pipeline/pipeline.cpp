@@ -1,0 +1,168 @@
+#include "pipeline/pipeline.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/model.h"
+#include "passes/analysis_manager.h"
+#include "passes/pass_context.h"
+#include "passes/pass_registry.h"
+#include "pipeline/data_sets.h"
+#include "pipeline/outputs.h"
+#include "support/errors.h"
+#include "support/process_stats.h"
+#include "support/progress.h"
+
+namespace lathe {
+namespace {
+
+nlohmann::json describe_model(const Model& model) {
+  auto layers = nlohmann::json::array();
+  for (const auto& layer : model.layers)
+    layers.push_back({{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}});
+  return {{"path", model.source.path.string()},
+          {"format", model.source.format},
+          {"family", model.family.name},
+          {"hidden", model.config.hidden},
+          {"head_dim", model.config.head_dim},
+          {"vocab", model.config.vocab},
+          {"max_positions", model.config.max_positions},
+          {"layers", layers},
+          {"parameters", model.parameter_count()},
+          {"bytes_on_disk", model.source.bytes_on_disk}};
+}
+
+nlohmann::json params_json(const ParamValues& params) {
+  auto json = nlohmann::json::object();
+  for (const auto& [name, value] : params.values())
+    std::visit([&, &key = name](const auto& v) { json[key] = v; }, value);
+  return json;
+}
+
+// The evaluation the gates judge: the last one that compared against the original model.
+const nlohmann::json* gated_metrics(const nlohmann::json& metrics, const nlohmann::json& order) {
+  const nlohmann::json* chosen = nullptr;
+  for (const auto& label : order)
+    if (metrics[label.get<std::string>()].contains("reference_mean_loss")) chosen = &metrics[label.get<std::string>()];
+  return chosen;
+}
+
+void require_gate_source(const Recipe& recipe) {
+  const auto& gates = recipe.gates;
+  if (!gates.max_perplexity_increase && !gates.max_loss_increase && !gates.max_kl && !gates.min_top1_agreement) return;
+  for (const auto& pass : recipe.passes)
+    if (pass.name == "eval" && pass.params.get_bool("kl") && pass.params.get_bool("perplexity")) return;
+  throw InputError(gates.where.str() + ": gates judge an evaluation against the original model; add an "
+                   "eval pass with kl: true and perplexity: true");
+}
+
+nlohmann::json check_gates(const Gates& gates, const nlohmann::json& metrics) {
+  auto results = nlohmann::json::array();
+  auto check = [&](const char* name, const std::optional<double>& limit, double value, bool at_most) {
+    if (!limit) return;
+    const bool passed = at_most ? value <= *limit : value >= *limit;
+    results.push_back({{"gate", name}, {"limit", *limit}, {"value", value}, {"passed", passed}});
+  };
+  const double loss = metrics["mean_loss"], reference = metrics["reference_mean_loss"];
+  check("max_perplexity_increase", gates.max_perplexity_increase, std::exp(loss - reference) - 1.0, true);
+  check("max_loss_increase", gates.max_loss_increase, loss - reference, true);
+  check("max_kl", gates.max_kl, metrics["kl"].get<double>(), true);
+  check("min_top1_agreement", gates.min_top1_agreement, metrics["top1_agreement"].get<double>(), false);
+  return results;
+}
+
+}  // namespace
+
+ModelLocation model_location(const ModelSpec& spec) { return {spec.path, spec.config, spec.family}; }
+
+RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress) {
+  using Clock = std::chrono::steady_clock;
+  require_gate_source(recipe);
+  RunResult result;
+  auto& report = result.report;
+  report["lathe_version"] = LATHE_VERSION;
+  report["recipe"] = recipe.source;
+  report["threads"] = options.threads;
+
+  reset_peak_rss();
+  const auto load_start = Clock::now();
+  progress.update("loading " + recipe.model.path.string());
+  const Model original = load_model(model_location(recipe.model));
+  progress.finish();
+  report["model"] = describe_model(original);
+  report["load"] = {{"wall_seconds", std::chrono::duration<double>(Clock::now() - load_start).count()},
+                    {"peak_rss_bytes", peak_rss_bytes()}};
+
+  DataSets data(recipe.data, original);
+  data.check_files();
+  std::vector<std::unique_ptr<Pass>> passes;
+  for (const auto& invocation : recipe.passes) passes.push_back(find_pass(invocation.name)->create(invocation.params));
+  for (const auto& output : recipe.outputs)
+    if (std::find(output_formats().begin(), output_formats().end(), output.format) == output_formats().end())
+      throw InputError(output.where.str() + ": unknown output format \"" + output.format + "\"");
+  if (options.dry_run) {
+    report["dry_run"] = true;
+    report["passes"] = nlohmann::json::array();
+    for (const auto& invocation : recipe.passes)
+      report["passes"].push_back({{"name", invocation.name}, {"params", params_json(invocation.params)}});
+    return result;
+  }
+
+  Model model = original.clone();
+  AnalysisManager analyses;
+  PassContext context(original, data, analyses, progress);
+  report["passes"] = nlohmann::json::array();
+  auto metric_order = nlohmann::json::array();
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    const auto& invocation = recipe.passes[i];
+    const auto& info = *find_pass(invocation.name);
+    context.where = invocation.where;
+    context.statistics = nlohmann::json::object();
+    const auto labels_before = context.metrics.size();
+    reset_peak_rss();
+    const auto start = Clock::now();
+    auto preserved = passes[i]->run(model, context);
+    const auto seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    analyses.invalidate(preserved);
+    if (info.kind == PassKind::Transform) ++context.transforms_applied;
+    if (context.metrics.size() > labels_before) metric_order.push_back(context.statistics.value("label", ""));
+    report["passes"].push_back({{"name", invocation.name},
+                                {"kind", pass_kind_name(info.kind)},
+                                {"params", params_json(invocation.params)},
+                                {"wall_seconds", seconds},
+                                {"peak_rss_bytes", peak_rss_bytes()},
+                                {"statistics", context.statistics}});
+  }
+  report["metrics"] = context.metrics;
+  report["analyses"] = {{"computed", analyses.computations()}, {"reused", analyses.hits()}};
+  report["result_model"] = describe_model(model);
+
+  if (const auto* gated = gated_metrics(context.metrics, metric_order)) {
+    report["gates"] = check_gates(recipe.gates, *gated);
+    for (const auto& gate : report["gates"])
+      if (!gate["passed"].get<bool>()) result.exit_code = kExitGateFailed;
+  }
+  report["outputs"] = nlohmann::json::array();
+  if (result.exit_code == kExitOk) {
+    const std::map<std::string, std::string> provenance = {
+        {"lathe_version", LATHE_VERSION},
+        {"lathe_source_model", original.source.path.string()},
+        {"lathe_recipe", recipe.source},
+        {"lathe_passes", [&] {
+           std::string names;
+           for (const auto& pass : recipe.passes) names += (names.empty() ? "" : ",") + pass.name;
+           return names;
+         }()}};
+    for (const auto& output : recipe.outputs) {
+      progress.update("writing " + output.path.string());
+      report["outputs"].push_back(write_output(model, output, provenance));
+      progress.finish();
+    }
+  }
+  report["status"] = result.exit_code == kExitOk ? "ok" : "gate_failed";
+  return result;
+}
+
+}  // namespace lathe

@@ -1,0 +1,34 @@
+#pragma once
+
+// Runs a validated recipe: load the model, run the passes in order (dropping cached analyses a
+// transform invalidates), check the quality gates, write the outputs, and return the report.
+
+#include <filesystem>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "core/model_loader.h"
+#include "pipeline/recipe.h"
+
+namespace lathe {
+
+class Progress;
+
+struct RunOptions {
+  bool dry_run = false;  // load and check everything, run nothing, write nothing
+  int threads = 1;
+};
+
+struct RunResult {
+  nlohmann::json report;
+  int exit_code = 0;  // kExitOk, or kExitGateFailed
+};
+
+ModelLocation model_location(const ModelSpec& spec);
+
+// Bad input is an InputError; a failed gate is reported in the result (the outputs are then
+// not written: a model that failed its gates must not be picked up by a later step).
+RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress);
+
+}  // namespace lathe

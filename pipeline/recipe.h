@@ -1,0 +1,91 @@
+#pragma once
+
+// A recipe: which model, which data, which passes with which parameters, which outputs, and
+// which quality gates. Parsing validates everything against the pass registry before any
+// work starts; every error names file:line:col and, where there is a closed set, the choices.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/dataset.h"
+#include "passes/pass.h"
+
+namespace lathe {
+
+// Where a value came from: a line of the recipe file, or a `--set` override, which has no
+// line (file is "--set key=value", line 0).
+struct SourceLocation {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based
+  std::string str() const;  // "file:line:col", or just "file" when line is 0
+};
+
+struct ModelSpec {
+  std::filesystem::path path;                  // folder, .safetensors, index .json, .pt or .bin
+  std::optional<std::filesystem::path> config; // config.json for checkpoints without one
+  std::optional<std::string> family;           // overrides the config's model_type
+  SourceLocation where;                        // of the path
+};
+
+enum class DataFormat { Tokens, Text };
+
+struct DataSpec {
+  DataFormat format = DataFormat::Tokens;
+  std::filesystem::path path;
+  TokenFileType token_type = TokenFileType::U16;  // tokens: {dtype: u16 | u32}
+  TextSplit split = TextSplit::Paragraphs;        // text: {split: paragraphs | lines}
+  bool bos = true;                                // text: prefix each piece with the model's BOS
+  bool eos = false;                               // text: end each piece with the model's EOS
+  // true: concatenate and cut into windows of seq_len inputs; false: one sequence per piece.
+  bool pack = true;
+  std::int64_t seq_len = 0;     // 0: the model's maximum positions
+  std::int64_t max_tokens = 0;  // 0: all
+  std::int64_t batch_size = 8;
+  SourceLocation where;  // of the tokens or text path
+};
+
+struct PassInvocation {
+  std::string name;
+  ParamValues params;    // every declared parameter, defaults filled in
+  SourceLocation where;  // of the pass name
+};
+
+struct OutputSpec {
+  std::string format;  // "onnx" or "safetensors"
+  std::filesystem::path path;
+  SourceLocation where;  // of the path
+};
+
+struct Gates {
+  std::optional<double> max_perplexity_increase;  // relative: 0.05 = 5 %
+  std::optional<double> max_loss_increase;        // absolute, nats/token
+  std::optional<double> max_kl;                   // nats/token
+  std::optional<double> min_top1_agreement;       // 0..1
+  SourceLocation where;                           // of the gates key; empty without one
+};
+
+struct Recipe {
+  std::string source;  // file name, or "<embedded default>"
+  ModelSpec model;
+  std::map<std::string, DataSpec> data;  // "eval", "calibration"
+  std::vector<PassInvocation> passes;
+  std::vector<OutputSpec> outputs;
+  Gates gates;
+};
+
+// `overrides` are `--set key=value` strings: a dotted path into the YAML document (sequence
+// elements by index, e.g. passes.0.eval.batch_size=4) and a YAML scalar or flow value.
+// Relative paths in the recipe are taken relative to the current working directory.
+Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
+                    const std::vector<std::string>& overrides = {});
+Recipe load_recipe(const std::filesystem::path& path, const std::vector<std::string>& overrides = {});
+
+// The recipe back as YAML with every default filled in (what `lathe validate` prints).
+std::string recipe_to_yaml(const Recipe& recipe);
+
+}  // namespace lathe

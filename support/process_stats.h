@@ -1,0 +1,13 @@
+#pragma once
+
+#include <cstdint>
+
+namespace lathe {
+
+// Resets the kernel's peak resident set size of this process, so the next peak_rss_bytes()
+// measures from now on (Linux /proc/self/clear_refs; a no-op where that is not writable).
+void reset_peak_rss();
+// Peak resident set size since the start or the last reset, in bytes (0 if unknown).
+std::uint64_t peak_rss_bytes();
+
+}  // namespace lathe

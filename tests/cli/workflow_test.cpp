@@ -1,0 +1,158 @@
+// The command line end to end: inspect, passes, validate, run with outputs, reports and gates.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "formats/safetensors.h"
+
+namespace lathe::testing {
+namespace {
+
+void expect_same_tensor_bytes(const std::filesystem::path& expected_file, const std::filesystem::path& actual_file) {
+  auto expected = SafetensorsFile::open(expected_file);
+  auto actual = SafetensorsFile::open(actual_file);
+  ASSERT_EQ(expected.tensors().size(), actual.tensors().size());
+  for (const auto& view : expected.tensors()) {
+    const auto* other = actual.find(view.name);
+    ASSERT_NE(other, nullptr) << view.name;
+    EXPECT_EQ(other->dtype, view.dtype) << view.name;
+    EXPECT_EQ(other->shape, view.shape) << view.name;
+    EXPECT_TRUE(std::equal(view.bytes.begin(), view.bytes.end(), other->bytes.begin(), other->bytes.end())) << view.name;
+  }
+}
+
+TEST(Cli, VersionAndHelp) {
+  auto version = run_lathe({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.out.find("lathe "), std::string::npos);
+  auto help = run_lathe({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* command : {"run", "inspect", "passes", "validate"})
+    EXPECT_NE(help.out.find(command), std::string::npos) << command;
+  EXPECT_EQ(run_lathe({"frobnicate"}).exit_code, 2);
+}
+
+TEST(Cli, PassesListsEveryPassWithItsParameters) {
+  auto result = run_lathe({"passes"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("eval (evaluation)"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("kl: bool = true"), std::string::npos) << result.out;
+}
+
+TEST(Cli, InspectStories260K) {
+  auto result = run_lathe({"inspect", shared_path("models/stories260K/hf").string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  for (const char* line : {"family       llama", "layers       5\n", "heads        8\n", "kv heads     4\n",
+                           "ffn width    172\n", "parameters   260,032\n"})
+    EXPECT_NE(result.out.find(line), std::string::npos) << line << " not in:\n" << result.out;
+}
+
+TEST(Cli, InspectMakemoreFromBothCheckpoints) {
+  const auto hf = run_lathe({"inspect", shared_path("models/makemore-names-gpt/hf").string()});
+  const auto pt = run_lathe({"inspect", shared_path("models/makemore-names-gpt/original/model.pt").string(), "--config",
+                             shared_path("models/makemore-names-gpt/hf/config.json").string()});
+  for (const auto* result : {&hf, &pt}) {
+    ASSERT_EQ(result->exit_code, 0) << result->err;
+    for (const char* line : {"family       gpt2", "layers       4\n", "heads        4\n", "kv heads     4\n",
+                             "ffn width    256\n", "parameters   204,544\n"})
+      EXPECT_NE(result->out.find(line), std::string::npos) << line << " not in:\n" << result->out;
+  }
+  EXPECT_NE(pt.out.find("format       pytorch"), std::string::npos) << pt.out;
+}
+
+TEST(Cli, InspectJson) {
+  auto result = run_lathe({"inspect", shared_path("models/stories260K/hf").string(), "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["parameters"], 260032);
+  EXPECT_EQ(json["layers"].size(), 5u);
+  EXPECT_EQ(json["layers"][0]["kv_heads"], 4);
+}
+
+TEST(Cli, ValidatePrintsTheRecipeWithDefaults) {
+  auto result = run_lathe({"validate", "--set", "passes.0.eval.kl=false"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("kl: false"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("batch_size"), std::string::npos) << result.out;
+}
+
+class RunRecipe : public ::testing::Test {
+ protected:
+  std::filesystem::path write_recipe(const std::string& model_lines, const std::string& data_lines,
+                                     const std::string& gates = "") {
+    const auto path = scratch_ / "recipe.yaml";
+    write_text(path, model_lines + "\ndata:\n" + data_lines + "\npasses:\n  - eval: {kl: true}\noutputs:\n  - {format: onnx, path: " +
+                         (scratch_ / "out/model.onnx").string() + "}\n  - {format: safetensors, path: " +
+                         (scratch_ / "out/model").string() + "}\n" + gates);
+    return path;
+  }
+  ScratchFolder scratch_;
+};
+
+TEST_F(RunRecipe, WritesModelsAndReportAndRoundTripsBitForBit) {
+  auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
+                             "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() +
+                                 ", max_tokens: 2048}",
+                             "gates: {max_perplexity_increase: 0.0}\n");
+  auto result = run_lathe({"run", recipe.string(), "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  EXPECT_TRUE(result.err.empty()) << "stderr is not a terminal, so lathe stays quiet: " << result.err;
+  EXPECT_NE(result.out.find("status   ok"), std::string::npos) << result.out;
+
+  auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  ASSERT_EQ(report["passes"].size(), 1u);
+  EXPECT_GT(report["passes"][0]["wall_seconds"].get<double>(), 0.0);
+  EXPECT_GT(report["passes"][0]["peak_rss_bytes"].get<double>(), 0.0);
+  EXPECT_EQ(report["metrics"]["eval"]["tokens"], 2048);
+  EXPECT_EQ(report["metrics"]["eval"]["parameters"], 260032);
+  EXPECT_EQ(report["gates"][0]["passed"], true);
+  EXPECT_EQ(report["outputs"].size(), 2u);
+
+  EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/model.onnx"));
+  expect_same_tensor_bytes(shared_path("models/stories260K/hf/model.safetensors"), scratch_ / "out/model/model.safetensors");
+  auto reread = run_lathe({"inspect", (scratch_ / "out/model").string()});
+  ASSERT_EQ(reread.exit_code, 0) << reread.err;
+  EXPECT_NE(reread.out.find("parameters   260,032"), std::string::npos) << reread.out;
+  // No temporary files are left beside the outputs.
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(scratch_ / "out"))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+}
+
+TEST_F(RunRecipe, PyTorchStateDictBecomesTheSameSafetensors) {
+  auto recipe = write_recipe("model: {path: " + shared_path("models/makemore-names-gpt/original/model.pt").string() +
+                                 ", config: " + shared_path("models/makemore-names-gpt/hf/config.json").string() + "}",
+                             "  eval: {text: " + shared_path("data/makemore-names/test.txt").string() +
+                                 ", split: lines, eos: true, pack: false}");
+  auto result = run_lathe({"run", recipe.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  EXPECT_NEAR(report["metrics"]["eval"]["mean_loss"].get<double>(), 1.9711, 5e-4);
+  expect_same_tensor_bytes(shared_path("models/makemore-names-gpt/hf/model.safetensors"), scratch_ / "out/model/model.safetensors");
+}
+
+TEST_F(RunRecipe, FailedGateExitsThreeAndWritesNoModel) {
+  auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
+                             "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() +
+                                 ", max_tokens: 1024}",
+                             "gates: {max_loss_increase: -0.001}\n");
+  auto result = run_lathe({"run", recipe.string()});
+  EXPECT_EQ(result.exit_code, 3) << result.err << result.out;
+  EXPECT_NE(result.err.find("gate"), std::string::npos) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(scratch_ / "out/model.onnx"));
+  auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  EXPECT_EQ(report["status"], "gate_failed");
+}
+
+TEST_F(RunRecipe, DryRunChecksEverythingAndWritesNothing) {
+  auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
+                             "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() + "}");
+  auto result = run_lathe({"run", recipe.string(), "--dry-run"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("dry run"), std::string::npos) << result.out;
+  EXPECT_FALSE(std::filesystem::exists(scratch_ / "out"));
+}
+
+}  // namespace
+}  // namespace lathe::testing
