@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what is missing (scripts/setup.sh), then configures and builds lathe in build/.
+set -euo pipefail
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+bash scripts/setup.sh
+if [[ ! -f build/build.ninja ]]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build build -j "$(nproc)"
