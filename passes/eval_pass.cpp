@@ -14,6 +14,13 @@
 namespace lathe {
 namespace {
 
+// What the weights take in memory (and, give or take headers, in a safetensors file).
+std::int64_t weight_bytes(const Model& model) {
+  std::int64_t bytes = 0;
+  for (const auto& [name, tensor] : model.tensors) bytes += tensor.numel() * tensor.element_size();
+  return bytes;
+}
+
 class EvalPass : public Pass {
  public:
   explicit EvalPass(const ParamValues& params) : params_(params) {}
@@ -37,6 +44,8 @@ class EvalPass : public Pass {
         {"data", data_name},
         {"tokens", metrics.tokens},
         {"parameters", model.parameter_count()},
+        {"weight_bytes", weight_bytes(model)},
+        {"source_bytes_on_disk", context.original.source.bytes_on_disk},
     };
     if (params_.get_bool("perplexity")) {
       result["mean_loss"] = metrics.mean_loss;
