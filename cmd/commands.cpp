@@ -68,11 +68,13 @@ int run_command(const RunCommand& command) {
     options.dry_run = command.dry_run;
     options.threads = command.threads > 0 ? command.threads : std::max(1u, std::thread::hardware_concurrency());
     at::set_num_threads(options.threads);
+    const auto report_path = command.report ? *command.report : default_report_path(recipe);
+    if (!report_path.empty())
+      options.artifacts_dir = report_path.has_parent_path() ? report_path.parent_path() : std::filesystem::path(".");
     Progress progress;
     auto result = run_recipe(recipe, options, progress);
     std::cout << format_report(result.report) << std::flush;
     if (!command.dry_run) {
-      const auto report_path = command.report ? *command.report : default_report_path(recipe);
       if (!report_path.empty()) {
         write_report(result.report, report_path);
         std::cout << "report   " << report_path.string() << "\n";

@@ -249,6 +249,13 @@ Model load_model(const ModelLocation& location) {
     model.source.format = "safetensors";
     model.source.bytes_on_disk = file->bytes_on_disk();
     if (file->shards().size() == 1) origin = file->shards().front().path().string();
+    if (model.annotations.empty()) {
+      const auto& metadata = file->metadata();
+      if (auto found = metadata.find("lathe"); found != metadata.end()) {
+        auto parsed = nlohmann::json::parse(found->second, nullptr, /*allow_exceptions=*/false);
+        if (parsed.is_object()) model.annotations = parsed;
+      }
+    }
   } else {
     raw = read_torch_state_dict(checkpoint.path);
     model.source.format = "pytorch";

@@ -55,7 +55,7 @@ TensorView view_of(const std::string& name, const at::Tensor& tensor) {
   view.name = name;
   view.dtype = dtype_of(tensor);
   view.shape = tensor.sizes().vec();
-  view.bytes = {static_cast<const std::byte*>(tensor.data_ptr()), tensor.numel() * tensor.element_size()};
+  view.bytes = {static_cast<const std::byte*>(tensor.data_ptr()), static_cast<std::size_t>(tensor.numel() * tensor.element_size())};
   return view;
 }
 

@@ -398,6 +398,7 @@ onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& option
 
   auto metadata = options.metadata;
   metadata.emplace("family", model.family.name);
+  if (!model.annotations.empty()) metadata.emplace("lathe", model.annotations.dump());
   for (const auto& [key, value] : metadata) {
     auto& entry = *proto.add_metadata_props();
     entry.set_key(key);

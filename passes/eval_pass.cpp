@@ -2,11 +2,15 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/model.h"
 #include "executor/evaluation.h"
 #include "executor/executor.h"
+#include "executor/needle_haystack.h"
+#include "passes/needle_setup.h"
+#include "support/svg_heatmap.h"
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/progress.h"
@@ -59,6 +63,7 @@ class EvalPass : public Pass {
       result["reference_perplexity"] = std::exp(reference_loss);
       result["reference_parameters"] = context.original.parameter_count();
     }
+    if (params_.get_bool("niah")) result["niah"] = needle_in_a_haystack(executor, context);
     auto label = params_.get_string("label");
     if (label.empty()) label = data_name;
     for (int n = 2; context.metrics.contains(label); ++n) label = data_name + "#" + std::to_string(n);
@@ -69,6 +74,45 @@ class EvalPass : public Pass {
   }
 
  private:
+  // NIAH recall (greedy, ROUGE-1 recall of the needle) over the length x depth grid.
+  nlohmann::json needle_in_a_haystack(const Executor& executor, PassContext& context) const {
+    const auto options = needle_options(params_, executor.model(), context.where.str());
+    std::string haystack;
+    const auto tests = needle_tests(context, executor, params_.get_string("niah_data"), options, &haystack);
+    context.progress.update("eval: " + std::to_string(tests.size()) + " needle tests");
+    const auto results = run_needle_tests(executor, tests, NeedleDecoding::Greedy, nullptr, false);
+    context.progress.finish();
+    const auto& lengths = options.context_lengths;
+    const auto& depths = options.depths;
+    std::vector<std::vector<double>> grid(lengths.size(), std::vector<double>(depths.size(), 0.0));
+    std::vector<std::vector<int>> counts(lengths.size(), std::vector<int>(depths.size(), 0));
+    double total = 0;
+    for (std::size_t i = 0; i < tests.size(); ++i) {
+      const auto row = std::find(lengths.begin(), lengths.end(), tests[i].context_length) - lengths.begin();
+      const auto column = std::find(depths.begin(), depths.end(), tests[i].depth) - depths.begin();
+      grid[row][column] += results.recall[i];
+      ++counts[row][column];
+      total += results.recall[i];
+    }
+    for (std::size_t r = 0; r < lengths.size(); ++r)
+      for (std::size_t c = 0; c < depths.size(); ++c) grid[r][c] /= std::max(1, counts[r][c]);
+    const double recall = tests.empty() ? 0.0 : total / static_cast<double>(tests.size());
+
+    Heatmap heatmap;
+    heatmap.title = "needle recall (" + params_.get_string("needle") + " needles)";
+    heatmap.row_axis = "length";
+    heatmap.column_axis = "depth";
+    for (auto length : lengths) heatmap.row_labels.push_back(std::to_string(length));
+    for (auto depth : depths) heatmap.column_labels.push_back(std::to_string(depth).substr(0, 4));
+    heatmap.values = grid;
+    const auto label = params_.get_string("label").empty() ? params_.get_string("data") : params_.get_string("label");
+    context.write_artifact("niah_" + label + ".svg", heatmap_svg(heatmap));
+    context.summary.push_back("needle recall " + std::to_string(recall).substr(0, 5) + " over " +
+                              std::to_string(tests.size()) + " tests (haystack: " + haystack + ")");
+    return {{"recall", recall}, {"tests", tests.size()}, {"lengths", lengths}, {"depths", depths},
+            {"recall_by_length_and_depth", grid}, {"haystack", haystack}, {"needle", params_.get_string("needle")}};
+  }
+
   ParamValues params_;
 };
 
@@ -86,7 +130,10 @@ PassInfo eval_pass_info() {
       {"batch_size", ParamType::Int, std::int64_t{0}, "sequences per batch; 0: the data entry's", {}, 0.0, {}},
       {"max_tokens", ParamType::Int, std::int64_t{0}, "targets to evaluate; 0: the data entry's", {}, 0.0, {}},
       {"label", ParamType::String, std::string(""), "name of this evaluation in the report; default: the data entry", {}, {}, {}},
+      {"niah", ParamType::Bool, false, "also measure needle-in-a-haystack recall over a grid of lengths and depths", {}, {}, {}},
+      {"niah_data", ParamType::String, std::string(""), "data entry for NIAH haystacks; default: calibration, then eval, else sampled text", {}, {}, {}},
   };
+  for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
   info.create = [](const ParamValues& params) { return std::make_unique<EvalPass>(params); };
   return info;
 }

@@ -3,6 +3,9 @@
 // What a pass may use besides the model it transforms.
 
 #include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +31,13 @@ class PassContext {
   std::int64_t transforms_applied = 0;  // transforms run so far: 0 means the model is the original
   nlohmann::json statistics = nlohmann::json::object();  // this pass's section of the report
   nlohmann::json metrics = nlohmann::json::object();     // the run's metrics, by evaluation label
+  std::vector<std::string> summary;                       // this pass's lines for the terminal report
+
+  // Folder for the run's side files (CSV tables, SVG pictures): beside the report. Empty when
+  // the run writes no report; then write_artifact writes nothing and returns an empty path.
+  std::filesystem::path artifacts_dir;
+  std::filesystem::path write_artifact(const std::string& name, const std::string& text);
+  nlohmann::json artifacts = nlohmann::json::array();     // every file written, for the report
 };
 
 }  // namespace lathe

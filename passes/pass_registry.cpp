@@ -9,6 +9,7 @@
 
 // One header per pass in pass_registry.def, for its info function.
 #include "passes/eval_pass.h"
+#include "passes/retrieval_heads_pass.h"
 
 namespace lathe {
 

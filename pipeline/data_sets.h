@@ -28,6 +28,7 @@ class DataSets {
   // Evaluation batches of entry `name`; overrides of 0 keep the entry's own settings.
   std::vector<EvalBatch> batches(const std::string& name, const SourceLocation& asked_from,
                                  std::int64_t batch_size = 0, std::int64_t max_tokens = 0);
+  bool has(const std::string& name) const { return specs_.count(name) != 0; }
   // Checks that every entry's file exists, without reading it.
   void check_files() const;
 

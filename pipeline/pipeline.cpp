@@ -113,6 +113,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   Model model = original.clone();
   AnalysisManager analyses;
   PassContext context(original, data, analyses, progress);
+  context.artifacts_dir = options.artifacts_dir;
   report["passes"] = nlohmann::json::array();
   auto metric_order = nlohmann::json::array();
   for (std::size_t i = 0; i < passes.size(); ++i) {
@@ -120,6 +121,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     const auto& info = *find_pass(invocation.name);
     context.where = invocation.where;
     context.statistics = nlohmann::json::object();
+    context.summary.clear();
     const auto labels_before = context.metrics.size();
     reset_peak_rss();
     const auto start = Clock::now();
@@ -133,9 +135,11 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
                                 {"params", params_json(invocation.params)},
                                 {"wall_seconds", seconds},
                                 {"peak_rss_bytes", peak_rss_bytes()},
-                                {"statistics", context.statistics}});
+                                {"statistics", context.statistics},
+                                {"summary", context.summary}});
   }
   report["metrics"] = context.metrics;
+  report["artifacts"] = context.artifacts;
   report["analyses"] = {{"computed", analyses.computations()}, {"reused", analyses.hits()}};
   report["result_model"] = describe_model(model);
 

@@ -18,6 +18,7 @@ class Progress;
 struct RunOptions {
   bool dry_run = false;  // load and check everything, run nothing, write nothing
   int threads = 1;
+  std::filesystem::path artifacts_dir;  // where passes put CSV tables and SVG pictures; empty: nowhere
 };
 
 struct RunResult {

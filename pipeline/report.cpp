@@ -48,9 +48,12 @@ std::string format_report(const nlohmann::json& report) {
     for (const auto& pass : report["passes"]) out << "  " << pass["name"].get<std::string>() << " " << pass["params"].dump() << "\n";
     return out.str();
   }
-  for (const auto& pass : report["passes"])
+  for (const auto& pass : report["passes"]) {
     out << "pass     " << pass["name"].get<std::string>() << "  " << number(pass["wall_seconds"], "%.2f s") << ", peak "
         << bytes(pass["peak_rss_bytes"]) << "\n";
+    if (pass.contains("summary"))
+      for (const auto& line : pass["summary"]) out << "           " << line.get<std::string>() << "\n";
+  }
   for (const auto& [label, metrics] : report["metrics"].items()) {
     out << "metrics  " << label << ": " << metrics["tokens"] << " tokens";
     if (metrics.contains("mean_loss"))
@@ -68,6 +71,8 @@ std::string format_report(const nlohmann::json& report) {
           << (gate["passed"].get<bool>() ? (at_least ? " >= " : " <= ") : " FAILS limit ") << number(gate["limit"], "%.6f")
           << "\n";
     }
+  if (report.contains("artifacts"))
+    for (const auto& artifact : report["artifacts"]) out << "file     " << artifact.get<std::string>() << "\n";
   for (const auto& output : report["outputs"])
     out << "output   " << output["format"].get<std::string>() << " " << output["path"].get<std::string>() << " ("
         << bytes(output["bytes"]) << ")\n";

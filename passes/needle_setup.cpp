@@ -1,0 +1,108 @@
+#include "passes/needle_setup.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/model.h"
+#include "executor/executor.h"
+#include "passes/pass_context.h"
+#include "pipeline/data_sets.h"
+#include "support/errors.h"
+
+namespace lathe {
+namespace {
+
+template <typename Number>
+std::vector<Number> parse_list(const std::string& text, const std::string& origin, const char* what) {
+  std::vector<Number> values;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    std::stringstream parse(item);
+    Number value{};
+    char rest = 0;
+    if (!(parse >> value) || (parse >> rest))
+      throw InputError(origin + ": " + what + ": \"" + item + "\" is not a number; give a comma-separated list");
+    values.push_back(value);
+  }
+  return values;
+}
+
+}  // namespace
+
+std::vector<ParamSpec> needle_param_specs() {
+  return {
+      {"needle", ParamType::String, std::string("random"), "needle kind: random tokens, or a span from a distant part of the corpus", {"random", "corpus"}, {}, {}},
+      {"needle_ids", ParamType::String, std::string(""), "random needles draw ids from this range, e.g. 259-511; default: ids seen in the haystack", {}, {}, {}},
+      {"needle_length", ParamType::Int, std::int64_t{12}, "needle tokens", {}, 2.0, 256.0},
+      {"cue_length", ParamType::Int, std::int64_t{3}, "needle tokens given at the end of the prompt", {}, 1.0, 255.0},
+      {"lengths", ParamType::String, std::string(""), "prompt lengths, comma-separated; default: 1/4, 1/2 and all of the model's positions", {}, {}, {}},
+      {"depths", ParamType::String, std::string("0,0.25,0.5,0.75,1"), "needle depths in the haystack, 0 (start) to 1 (end)", {}, {}, {}},
+      {"tests_per_cell", ParamType::Int, std::int64_t{4}, "tests per length and depth", {}, 1.0, 10000.0},
+      {"seed", ParamType::Int, std::int64_t{0}, "seed for haystack windows and needles", {}, 0.0, {}},
+  };
+}
+
+NeedleOptions needle_options(const ParamValues& params, const Model& model, const std::string& origin) {
+  NeedleOptions options;
+  options.kind = params.get_string("needle") == "corpus" ? NeedleKind::CorpusSpan : NeedleKind::RandomTokens;
+  options.needle_length = params.get_int("needle_length");
+  options.cue_length = params.get_int("cue_length");
+  if (options.cue_length >= options.needle_length)
+    throw InputError(origin + ": cue_length must be shorter than needle_length");
+  options.tests_per_cell = params.get_int("tests_per_cell");
+  options.seed = static_cast<std::uint64_t>(params.get_int("seed"));
+  if (const auto& ids = params.get_string("needle_ids"); !ids.empty()) {
+    int first = -1, last = -1;
+    char dash = 0, rest = 0;
+    std::stringstream parse(ids);
+    if (!(parse >> first >> dash >> last) || dash != '-' || (parse >> rest) || first < 0 || last < first ||
+        last >= model.config.vocab)
+      throw InputError(origin + ": needle_ids \"" + ids + "\" must be a range FIRST-LAST inside the vocabulary of " +
+                       std::to_string(model.config.vocab));
+    options.needle_ids = std::make_pair(first, last);
+  }
+  options.depths = parse_list<double>(params.get_string("depths"), origin, "depths");
+  for (auto depth : options.depths)
+    if (depth < 0 || depth > 1) throw InputError(origin + ": depths must lie between 0 and 1");
+  const auto& lengths = params.get_string("lengths");
+  options.context_lengths = lengths.empty() ? default_context_lengths(model.config.max_positions, options)
+                                            : parse_list<std::int64_t>(lengths, origin, "lengths");
+  return options;
+}
+
+Haystack load_haystack(PassContext& context, const Executor& executor, const std::string& data_name,
+                       const NeedleOptions& options) {
+  const auto& model = executor.model();
+  std::string entry = data_name;
+  if (entry.empty()) {
+    for (const char* candidate : {"calibration", "eval"})
+      if (context.data.has(candidate)) {
+        entry = candidate;
+        break;
+      }
+  }
+  Haystack haystack;
+  if (entry.empty()) {
+    const auto longest = *std::max_element(options.context_lengths.begin(), options.context_lengths.end());
+    const auto seed = options.seed + 7919;  // not the needles' stream
+    haystack.tokens = sample_haystack(executor, std::max<std::int64_t>(4 * longest, 2048), model.config.bos_id, seed);
+    haystack.source = "sampled from the model (seed " + std::to_string(seed) + ")";
+    return haystack;
+  }
+  for (const auto& sequence : context.data.sequences(entry, context.where))
+    for (auto id : sequence)
+      if (id != model.config.bos_id && id != model.config.eos_id) haystack.tokens.push_back(id);
+  haystack.source = "data." + entry;
+  return haystack;
+}
+
+std::vector<NeedleTest> needle_tests(PassContext& context, const Executor& executor, const std::string& data_name,
+                                     const NeedleOptions& options, std::string* haystack_source) {
+  auto haystack = load_haystack(context, executor, data_name, options);
+  if (haystack_source != nullptr) *haystack_source = haystack.source;
+  return make_needle_tests(haystack.tokens, executor.model().config.bos_id, executor.model().config.max_positions,
+                           options, context.where.str());
+}
+
+}  // namespace lathe
