@@ -72,7 +72,7 @@ TEST(Cli, InspectJson) {
 }
 
 TEST(Cli, ValidatePrintsTheRecipeWithDefaults) {
-  auto result = run_lathe({"validate", "--set", "passes.0.eval.kl=false"});
+  auto result = run_lathe({"validate", "--set", "passes.eval.kl=false"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.out.find("kl: false"), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("batch_size"), std::string::npos) << result.out;

@@ -564,7 +564,7 @@ TEST(RecipeRoundTrip, PassParametersInDeclarationOrder) {
   for (size_t i = 0; i < info->params.size(); ++i) {
     const ParamSpec& spec = info->params[i];
     std::string value = spec.name == "label" ? "x" : param_value_to_string(spec.default_value);
-    if (value.empty()) value = "\"\"";
+    if (value.empty() || value.find(',') != std::string::npos) value = "\"" + value + "\"";  // YAML quotes them
     line += (i == 0 ? "" : ", ") + spec.name + ": " + value;
   }
   line += "}\n";
