@@ -34,7 +34,7 @@ void measure(const char* name, const lathe::Model& model, const std::vector<std:
   start = Clock::now();
   lathe::run_needle_tests_without_cache(executor, tests, lathe::NeedleDecoding::TeacherForced, nullptr, true);
   const double rerun = seconds_since(start);
-  std::printf("%-22s %4zu tests  analysis %7.3f s (decoding %5.1f %%)  full re-runs %7.3f s  KV cache speed-up %.2fx\n",
+  std::printf("%-22s %4zu tests  analysis %7.3f s (decoding %6.2f %%)  full re-runs %7.3f s  KV cache speed-up %.2fx\n",
               name, tests.size(), generate + cached, 100.0 * cached / (generate + cached), rerun, rerun / cached);
 }
 

@@ -36,10 +36,18 @@ NeedleResults run_tests(const Executor& executor, const std::vector<NeedleTest>&
   results.recall.assign(tests.size(), 0.0);
   results.copies = at::zeros({static_cast<std::int64_t>(tests.size()), model.layer_count(), max_heads}, at::kLong);
 
-  // Tests of one prompt length run as one batch.
-  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::size_t>> groups;
+  // Tests of one prompt length run as batches, small enough that the prompt's attention
+  // probabilities (captured whole when scoring heads) stay around 64 MB.
+  std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::size_t>> by_shape;
   for (std::size_t i = 0; i < tests.size(); ++i)
-    groups[{static_cast<std::int64_t>(tests[i].prompt.size()), static_cast<std::int64_t>(tests[i].needle.size())}].push_back(i);
+    by_shape[{static_cast<std::int64_t>(tests[i].prompt.size()), static_cast<std::int64_t>(tests[i].needle.size())}].push_back(i);
+  std::vector<std::pair<std::pair<std::int64_t, std::int64_t>, std::vector<std::size_t>>> groups;
+  for (const auto& [shape, all] : by_shape) {
+    const auto per_batch = static_cast<std::size_t>(
+        std::max<std::int64_t>(1, (std::int64_t{1} << 24) / std::max<std::int64_t>(1, max_heads * shape.first * shape.first)));
+    for (std::size_t first = 0; first < all.size(); first += per_batch)
+      groups.push_back({shape, std::vector<std::size_t>(all.begin() + first, all.begin() + std::min(all.size(), first + per_batch))});
+  }
 
   for (const auto& [shape, members] : groups) {
     const auto batch = static_cast<std::int64_t>(members.size());
