@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "support/errors.h"
@@ -72,8 +73,21 @@ void validate_model(const Model& model, const std::string& origin) {
   if (!model.config.tied_embeddings) expect_shape(model, origin, "lm_head.weight", {model.config.vocab, hidden});
   for (int i = 0; i < model.layer_count(); ++i) {
     const auto& layer = model.layers[i];
+    bool mapping_ok = layer.kv_of_query.empty();
+    if (!mapping_ok && static_cast<std::int64_t>(layer.kv_of_query.size()) == layer.query_heads) {
+      std::vector<bool> read(layer.kv_heads, false);
+      mapping_ok = true;
+      for (auto kv : layer.kv_of_query) {
+        mapping_ok = mapping_ok && kv >= 0 && kv < layer.kv_heads;
+        if (mapping_ok) read[kv] = true;
+      }
+      mapping_ok = mapping_ok && std::all_of(read.begin(), read.end(), [](bool r) { return r; });
+    }
+    if (!mapping_ok)
+      throw InputError(origin, "layer " + std::to_string(i) + ": the kv head map must name a kv head for each of its " +
+                                   std::to_string(layer.query_heads) + " query heads and use every kv head");
     if (layer.query_heads < 0 || layer.kv_heads < 0 || layer.ffn_width < 0 ||
-        (layer.kv_heads > 0 && layer.query_heads % layer.kv_heads != 0) ||
+        (layer.kv_heads > 0 && layer.regular_groups() && layer.query_heads % layer.kv_heads != 0) ||
         (layer.query_heads > 0 && layer.kv_heads == 0))
       throw InputError(origin, "layer " + std::to_string(i) + ": " + std::to_string(layer.query_heads) +
                                    " query heads cannot share " + std::to_string(layer.kv_heads) + " kv heads");

@@ -43,9 +43,18 @@ struct LayerStructure {
   std::int64_t query_heads = 0;
   std::int64_t kv_heads = 0;
   std::int64_t ffn_width = 0;
+  // The kv head each query head reads, when that is not the usual h / group_size() (after
+  // head removal left groups of different sizes). Empty: the usual layout.
+  std::vector<std::int64_t> kv_of_query = {};
+
   // Query heads sharing one kv head; 0 when the layer has no attention left.
   std::int64_t group_size() const { return kv_heads == 0 ? 0 : query_heads / kv_heads; }
   bool has_attention() const { return query_heads > 0; }
+  bool regular_groups() const { return kv_of_query.empty(); }
+  std::int64_t kv_head_of(std::int64_t query_head) const {
+    return kv_of_query.empty() ? query_head / group_size() : kv_of_query[query_head];
+  }
+  bool operator==(const LayerStructure&) const = default;
 };
 
 // Where a model came from, for reports and writer metadata.

@@ -97,7 +97,7 @@ ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& famil
   if (!keys.ffn.empty() && hf.find_int(keys.ffn)) ffn = *hf.find_int(keys.ffn);
   if (ffn == 0 && keys.ffn_multiple_of_hidden) ffn = *keys.ffn_multiple_of_hidden * config.hidden;
   if (ffn <= 0) throw InputError(file, "needs a positive " + keys.ffn);
-  if (heads % kv_heads != 0)
+  if (heads % kv_heads != 0 && !hf.has(kLayerStructureKey))
     throw InputError(file, std::to_string(heads) + " query heads cannot share " + std::to_string(kv_heads) + " kv heads");
 
   layers.assign(layer_count, LayerStructure{heads, kv_heads, ffn});
@@ -110,10 +110,11 @@ ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& famil
       try {
         layers[i] = LayerStructure{entry.at("query_heads").get<std::int64_t>(),
                                    entry.at("kv_heads").get<std::int64_t>(),
-                                   entry.at("ffn_width").get<std::int64_t>()};
+                                   entry.at("ffn_width").get<std::int64_t>(),
+                                   entry.value("kv_of_query", std::vector<std::int64_t>{})};
       } catch (const nlohmann::json::exception&) {
         throw InputError(file, std::string(kLayerStructureKey) + "[" + std::to_string(i) +
-                                   "] needs integer query_heads, kv_heads and ffn_width");
+                                   "] needs integer query_heads, kv_heads and ffn_width (and kv_of_query a list)");
       }
     }
   }

@@ -80,7 +80,8 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
                                KvCache* cache) const {
   const auto& structure = model_.layers[layer];
   const auto batch = x.size(0), length = x.size(1);
-  const auto heads = structure.query_heads, kv_heads = structure.kv_heads, group = structure.group_size();
+  const auto heads = structure.query_heads;
+  auto kv_heads = structure.kv_heads, group = structure.group_size();
   const auto head_dim = model_.config.head_dim;
 
   auto q = linear(model_, layer, "attn.q", x).view({batch, length, heads, head_dim}).transpose(1, 2);
@@ -101,6 +102,14 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
     cache->values[layer] = v;
   }
   const auto span = k.size(2);
+  if (!structure.regular_groups()) {
+    // Groups of different sizes: give every query head its own copy of the kv head it reads.
+    auto index = at::tensor(structure.kv_of_query, at::kLong);
+    k = k.index_select(1, index);
+    v = v.index_select(1, index);
+    kv_heads = heads;
+    group = 1;
+  }
 
   // Query heads grouped by the kv head they read, so k and v are never copied per query head:
   // [B, Hkv, g*T, d] against [B, Hkv, S, d]. Row r of a group is query head r / T at step r % T.

@@ -83,9 +83,9 @@ class GraphBuilder {
   std::string erf(const std::string& x) { return output(node("Erf", {x})); }
   std::string relu(const std::string& x) { return output(node("Relu", {x})); }
 
-  std::string gather(const std::string& data, const std::string& indices) {
+  std::string gather(const std::string& data, const std::string& indices, std::int64_t axis = 0) {
     auto& n = node("Gather", {data, indices});
-    set_int(n, "axis", 0);
+    set_int(n, "axis", axis);
     return output(n);
   }
   std::string reshape(const std::string& x, const std::vector<std::int64_t>& shape) {
@@ -314,15 +314,25 @@ class TransformerGraph {
 
   std::string attention(int layer, const std::string& x) {
     const auto& structure = model_.layers[layer];
-    const auto kv_heads = structure.kv_heads, group = structure.group_size();
+    auto kv_heads = structure.kv_heads, group = structure.group_size();
     const auto head_dim = model_.config.head_dim;
     const bool rotary = model_.family.block.position == PositionKind::Rotary;
 
     // Query heads grouped by the kv head they read, as in the executor: q [B, Hkv, g, T, d]
     // against k [B, Hkv, 1, d, S] and v [B, Hkv, 1, S, d], broadcast over g without copies.
+    auto k_projection = linear(layer, "attn.k", x);
+    auto v_projection = linear(layer, "attn.v", x);
+    if (!structure.regular_groups()) {
+      // Groups of different sizes: every query head gets its own copy of the kv head it reads.
+      auto index = g_.int64s(structure.kv_of_query);
+      k_projection = g_.gather(g_.reshape(k_projection, {0, 0, kv_heads, head_dim}), index, 2);
+      v_projection = g_.gather(g_.reshape(v_projection, {0, 0, kv_heads, head_dim}), index, 2);
+      kv_heads = structure.query_heads;
+      group = 1;
+    }
     auto q = g_.reshape(linear(layer, "attn.q", x), {0, 0, kv_heads, group, head_dim});
-    auto k = g_.reshape(linear(layer, "attn.k", x), {0, 0, kv_heads, 1, head_dim});
-    auto v = g_.reshape(linear(layer, "attn.v", x), {0, 0, kv_heads, 1, head_dim});
+    auto k = g_.reshape(k_projection, {0, 0, kv_heads, 1, head_dim});
+    auto v = g_.reshape(v_projection, {0, 0, kv_heads, 1, head_dim});
     if (rotary) {
       q = rotate(q);
       k = rotate(k);

@@ -44,9 +44,7 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& 
 
 bool uniform_layers(const Model& model) {
   for (const auto& layer : model.layers)
-    if (layer.query_heads != model.layers.front().query_heads || layer.kv_heads != model.layers.front().kv_heads ||
-        layer.ffn_width != model.layers.front().ffn_width)
-      return false;
+    if (!(layer == model.layers.front())) return false;
   return true;
 }
 
@@ -70,8 +68,11 @@ nlohmann::json config_json(const Model& model) {
   config.erase(kLayerStructureKey);
   if (!uniform_layers(model)) {
     auto layers = nlohmann::json::array();
-    for (const auto& layer : model.layers)
-      layers.push_back({{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}});
+    for (const auto& layer : model.layers) {
+      nlohmann::json entry = {{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}};
+      if (!layer.regular_groups()) entry["kv_of_query"] = layer.kv_of_query;
+      layers.push_back(entry);
+    }
     config[kLayerStructureKey] = layers;
   }
   config.erase("lathe");

@@ -9,6 +9,8 @@
 
 // One header per pass in pass_registry.def, for its info function.
 #include "passes/eval_pass.h"
+#include "passes/head_importance_pass.h"
+#include "passes/head_prune_pass.h"
 #include "passes/retrieval_heads_pass.h"
 
 namespace lathe {
