@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/family.h"
+#include "core/quantization.h"
 
 namespace lathe {
 
@@ -74,6 +75,7 @@ class Model {
   std::map<std::string, at::Tensor> tensors;
   // Free-form annotations for later passes and writers (head roles and scores, ...).
   nlohmann::json annotations = nlohmann::json::object();
+  ModelQuantization quantization;
   ModelSource source;
 
   std::int64_t layer_count() const { return static_cast<std::int64_t>(layers.size()); }

@@ -153,7 +153,7 @@ bool checkpoint_needs_transpose(const Model& model, const std::map<std::string, 
 at::Tensor to_float(const at::Tensor& tensor, const std::string& file, const std::string& name) {
   if (tensor.scalar_type() == at::kFloat) return tensor;
   if (tensor.scalar_type() == at::kHalf || tensor.scalar_type() == at::kBFloat16 ||
-      tensor.scalar_type() == at::kDouble)
+      tensor.scalar_type() == at::kDouble || tensor.scalar_type() == at::kChar)  // int8: scaled after loading
     return tensor.to(at::kFloat);
   throw InputError(file, "tensor " + name + " has dtype " + std::string(at::toString(tensor.scalar_type())) +
                              "; lathe reads float weights (F32, F16, BF16)");
@@ -226,6 +226,34 @@ void canonicalize(Model& model, std::map<std::string, at::Tensor> raw, const std
   }
 }
 
+void restore_quantization(Model& model, const HfConfig& hf, const std::map<std::string, at::Tensor>& scales,
+                          const std::string& origin) {
+  if (!hf.has(kQuantizationKey))
+    throw InputError(origin, "holds int8 weights but its config.json has no " + std::string(kQuantizationKey));
+  const auto& json = hf.json()[kQuantizationKey];
+  auto& quantization = model.quantization;
+  try {
+    const auto mode = json.at("mode").get<std::string>();
+    quantization.mode = mode == "w8a8" ? ModelQuantization::Mode::Static
+                        : mode == "w8" ? ModelQuantization::Mode::WeightOnly
+                        : mode == "dynamic" ? ModelQuantization::Mode::Dynamic
+                                            : throw InputError(hf.origin().string(), "unknown quantization mode \"" + mode + "\"");
+    quantization.weight_limit = json.at("weight_limit").get<std::int64_t>();
+    for (const auto& [site, parameters] : json.at("activations").items())
+      quantization.activations[site] = {parameters.at("scale").get<float>(), parameters.at("zero_point").get<std::int32_t>()};
+    quantization.dynamic_sites = json.at("dynamic_sites").get<std::set<std::string>>();
+  } catch (const nlohmann::json::exception& error) {
+    throw InputError(hf.origin().string(), std::string(kQuantizationKey) + " is malformed: " + error.what());
+  }
+  for (const auto& [canonical, scale] : scales) {
+    auto found = model.tensors.find(canonical);
+    if (found == model.tensors.end() || found->second.dim() != 2 || found->second.size(0) != scale.numel())
+      throw InputError(origin, std::string(kWeightScalePrefix) + canonical + " does not fit a weight of this model");
+    found->second = (found->second * scale.unsqueeze(1)).contiguous();
+    quantization.weight_scales[canonical] = scale;
+  }
+}
+
 }  // namespace
 
 Model load_model(const ModelLocation& location) {
@@ -262,7 +290,21 @@ Model load_model(const ModelLocation& location) {
     model.source.format = "pytorch";
     model.source.bytes_on_disk = fs::file_size(checkpoint.path);
   }
+  // Scales of int8 weights: taken out before the names are mapped, applied after.
+  std::map<std::string, at::Tensor> scales;
+  for (auto it = raw.begin(); it != raw.end();) {
+    if (it->first.rfind(kWeightScalePrefix, 0) == 0) {
+      scales[it->first.substr(std::string(kWeightScalePrefix).size())] = it->second.to(at::kFloat);
+      it = raw.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::set<std::string> int8_names;
+  for (const auto& [name, tensor] : raw)
+    if (tensor.scalar_type() == at::kChar) int8_names.insert(name);
   canonicalize(model, std::move(raw), origin);
+  if (!int8_names.empty() || !scales.empty()) restore_quantization(model, hf, scales, origin);
   validate_model(model, origin);
   return model;
 }

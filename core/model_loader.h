@@ -21,5 +21,11 @@ Model load_model(const ModelLocation& location);
 
 // The config.json key lathe writes for per-layer structure that differs between layers.
 inline constexpr const char* kLayerStructureKey = "lathe_layers";
+// The config.json key holding a quantized model's mode and activation parameters.
+inline constexpr const char* kQuantizationKey = "lathe_quantization";
+// Safetensors tensors holding the per-output-channel scales of int8 weights, followed by the
+// canonical weight name (e.g. lathe.weight_scale.layers.0.attn.q.weight); the weights themselves
+// are I8 under their usual names, value = int8 x scale of its output channel.
+inline constexpr const char* kWeightScalePrefix = "lathe.weight_scale.";
 
 }  // namespace lathe

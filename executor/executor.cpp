@@ -10,9 +10,23 @@
 #include "support/errors.h"
 
 namespace lathe {
+
+std::string site_key(int layer, ActivationSite site) {
+  return layer < 0 ? std::string(activation_site_name(site)) : layer_name(layer, activation_site_name(site));
+}
+
 namespace {
 
-at::Tensor observe(const ForwardHooks* hooks, int layer, ActivationSite site, at::Tensor activation) {
+// Applies the model's activation quantization at a site (fake-quantized, so the float model
+// computes what the int8 model computes), then the caller's observer.
+at::Tensor observe(const Model& model, const ForwardHooks* hooks, int layer, ActivationSite site, at::Tensor activation) {
+  const auto& quantization = model.quantization;
+  if (quantization.mode == ModelQuantization::Mode::Static) {
+    if (auto found = quantization.activations.find(site_key(layer, site)); found != quantization.activations.end())
+      activation = fake_quantize(activation, found->second);
+  } else if (quantization.mode == ModelQuantization::Mode::Dynamic) {
+    if (quantization.dynamic_sites.count(site_key(layer, site))) activation = fake_quantize_dynamic(activation);
+  }
   if (hooks == nullptr || !hooks->on_activation) return activation;
   auto replaced = hooks->on_activation(layer, site, activation);
   return replaced.defined() ? replaced : activation;
@@ -148,7 +162,7 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
   if (hooks != nullptr && layer < static_cast<int>(hooks->head_gates.size()) && hooks->head_gates[layer].defined())
     context = context * hooks->head_gates[layer].view({1, heads, 1, 1});
   context = context.transpose(1, 2).reshape({batch, length, heads * head_dim});
-  context = observe(hooks, layer, ActivationSite::AttentionContext, context);
+  context = observe(model_, hooks, layer, ActivationSite::AttentionContext, context);
   return linear(model_, layer, "attn.o", context);
 }
 
@@ -162,7 +176,7 @@ at::Tensor Executor::mlp(int layer, const at::Tensor& x, const ForwardHooks* hoo
     case MlpKind::Gelu: hidden = at::gelu(linear(model_, layer, "mlp.up", x)); break;
     case MlpKind::Relu: hidden = at::relu(linear(model_, layer, "mlp.up", x)); break;
   }
-  hidden = observe(hooks, layer, ActivationSite::MlpHidden, hidden);
+  hidden = observe(model_, hooks, layer, ActivationSite::MlpHidden, hidden);
   return linear(model_, layer, "mlp.down", hidden);
 }
 
@@ -186,16 +200,16 @@ at::Tensor Executor::forward(const at::Tensor& input_ids, const ForwardHooks* ho
   for (int layer = 0; layer < model_.layer_count(); ++layer) {
     const auto& structure = model_.layers[layer];
     if (structure.has_attention()) {
-      auto h = observe(hooks, layer, ActivationSite::AttentionInput, norm(x, layer_name(layer, "attn_norm")));
-      x = x + observe(hooks, layer, ActivationSite::AttentionOutput, attention(layer, h, offset, hooks, cache));
+      auto h = observe(model_, hooks, layer, ActivationSite::AttentionInput, norm(x, layer_name(layer, "attn_norm")));
+      x = x + observe(model_, hooks, layer, ActivationSite::AttentionOutput, attention(layer, h, offset, hooks, cache));
     }
     if (structure.ffn_width > 0) {
-      auto h = observe(hooks, layer, ActivationSite::MlpInput, norm(x, layer_name(layer, "mlp_norm")));
-      x = x + observe(hooks, layer, ActivationSite::MlpOutput, mlp(layer, h, hooks));
+      auto h = observe(model_, hooks, layer, ActivationSite::MlpInput, norm(x, layer_name(layer, "mlp_norm")));
+      x = x + observe(model_, hooks, layer, ActivationSite::MlpOutput, mlp(layer, h, hooks));
     }
   }
   if (cache != nullptr) cache->length = offset + length;
-  x = observe(hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm"));
+  x = observe(model_, hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm"));
   return at::linear(x, model_.output_weight());
 }
 

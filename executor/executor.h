@@ -25,6 +25,8 @@ enum class ActivationSite {
   FinalHidden,       // input of the output head (after the final norm), layer = -1
 };
 const char* activation_site_name(ActivationSite site);
+// The key of a site in ModelQuantization: "layers.{i}.{site}", or the site alone for layer -1.
+std::string site_key(int layer, ActivationSite site);
 
 struct ForwardHooks {
   // Per layer, a gate per query head multiplying that head's output before the o projection

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
+#include <set>
 #include <numbers>
 #include <ostream>
 #include <stdexcept>
@@ -48,6 +50,10 @@ class GraphBuilder {
     for (auto size : contiguous.sizes()) proto.add_dims(size);
     if (contiguous.scalar_type() == at::kLong) {
       proto.set_data_type(onnx::TensorProto::INT64);
+    } else if (contiguous.scalar_type() == at::kChar) {
+      proto.set_data_type(onnx::TensorProto::INT8);
+    } else if (contiguous.scalar_type() == at::kByte) {
+      proto.set_data_type(onnx::TensorProto::UINT8);
     } else {
       contiguous = contiguous.to(at::kFloat);
       proto.set_data_type(onnx::TensorProto::FLOAT);
@@ -82,6 +88,29 @@ class GraphBuilder {
   std::string tanh(const std::string& x) { return output(node("Tanh", {x})); }
   std::string erf(const std::string& x) { return output(node("Erf", {x})); }
   std::string relu(const std::string& x) { return output(node("Relu", {x})); }
+
+  std::string quantize_linear(const std::string& x, const std::string& scale, const std::string& zero_point) {
+    return output(node("QuantizeLinear", {x, scale, zero_point}));
+  }
+  std::string dequantize_linear(const std::string& x, const std::string& scale, const std::string& zero_point,
+                                std::int64_t axis = 1) {
+    auto& n = node("DequantizeLinear", {x, scale, zero_point});
+    set_int(n, "axis", axis);
+    return output(n);
+  }
+  // (y uint8, y_scale, y_zero_point)
+  std::vector<std::string> dynamic_quantize_linear(const std::string& x) {
+    auto& n = node("DynamicQuantizeLinear", {x}, 3);
+    return {n.output().begin(), n.output().end()};
+  }
+  std::string matmul_integer(const std::string& a, const std::string& b, const std::string& a_zero_point) {
+    return output(node("MatMulInteger", {a, b, a_zero_point}));
+  }
+  std::string cast_to_float(const std::string& x) {
+    auto& n = node("Cast", {x});
+    set_int(n, "to", onnx::TensorProto::FLOAT);
+    return output(n);
+  }
 
   std::string gather(const std::string& data, const std::string& indices, std::int64_t axis = 0) {
     auto& n = node("Gather", {data, indices});
@@ -230,16 +259,18 @@ class TransformerGraph {
       const auto& structure = model_.layers[layer];
       if (structure.has_attention()) {
         g_.set_scope(layer_name(layer, "attn"));
-        x = g_.add(x, attention(layer, norm(x, layer_name(layer, "attn_norm"))));
+        x = g_.add(x, attention(layer, activation(layer, ActivationSite::AttentionInput,
+                                                  norm(x, layer_name(layer, "attn_norm")))));
       }
       if (structure.ffn_width > 0) {
         g_.set_scope(layer_name(layer, "mlp"));
-        x = g_.add(x, mlp(layer, norm(x, layer_name(layer, "mlp_norm"))));
+        x = g_.add(x, mlp(layer, activation(layer, ActivationSite::MlpInput, norm(x, layer_name(layer, "mlp_norm")))));
       }
     }
 
     g_.set_scope("head");
-    x = norm(x, "final_norm");
+    x = activation(-1, ActivationSite::FinalHidden, norm(x, "final_norm"));
+    if (model_.quantization.weight_scales.count("lm_head.weight")) return quantized_matmul("lm_head.weight", x);
     std::string output_weight;
     if (model_.config.tied_embeddings) {
       // The embedding, transposed in the graph rather than stored twice; runtimes fold the
@@ -284,9 +315,44 @@ class TransformerGraph {
     return g_.initializer(name, weight.t(), "[in, out]: transposed from the [out, in] IR layout");
   }
 
+  // Static quantization: QuantizeLinear + DequantizeLinear on the activation, which ONNX Runtime
+  // fuses with the weight's DequantizeLinear and the MatMul into an integer kernel.
+  std::string activation(int layer, ActivationSite site, const std::string& x) {
+    const auto& quantization = model_.quantization;
+    if (quantization.mode == ModelQuantization::Mode::Dynamic && quantization.dynamic_sites.count(site_key(layer, site)))
+      dynamic_values_.insert(x);
+    if (quantization.mode != ModelQuantization::Mode::Static) return x;
+    auto found = quantization.activations.find(site_key(layer, site));
+    if (found == quantization.activations.end()) return x;
+    const auto key = site_key(layer, site);
+    auto scale = g_.initializer(key + ".scale", at::scalar_tensor(found->second.scale, at::kFloat));
+    auto zero_point = g_.initializer(key + ".zero_point", at::scalar_tensor(found->second.zero_point, at::kInt).to(at::kChar));
+    return g_.dequantize_linear(g_.quantize_linear(x, scale, zero_point), scale, zero_point, 1);
+  }
+
+  // MatMul with an int8 weight: DequantizeLinear of the [in, out] int8 initializer (per-channel
+  // scales on axis 1) for static and weight-only models; DynamicQuantizeLinear of the
+  // activation and MatMulInteger for dynamic ones.
+  std::string quantized_matmul(const std::string& weight_name, const std::string& x) {
+    const auto& scales = model_.quantization.weight_scales.at(weight_name);
+    auto int8 = quantize_weight(model_.tensor(weight_name), scales, model_.quantization.weight_limit).t().contiguous();
+    auto weight = g_.initializer(weight_name + ".int8", int8, "int8 [in, out]; value = int8 x scale[out]");
+    auto weight_scale = g_.initializer(weight_name + ".scale", scales);
+    if (!dynamic_values_.count(x)) {
+      auto zero = g_.initializer(weight_name + ".zero_point", at::zeros({scales.size(0)}, at::kChar));
+      return g_.matmul(x, g_.dequantize_linear(weight, weight_scale, zero, 1));
+    }
+    auto& quantized = dynamic_inputs_[x];
+    if (quantized.empty()) quantized = g_.dynamic_quantize_linear(x);
+    auto product = g_.cast_to_float(g_.matmul_integer(quantized[0], weight, quantized[2]));
+    return g_.mul(product, g_.mul(quantized[1], weight_scale));
+  }
+
   std::string linear(int layer, const std::string& name, const std::string& x) {
     const auto weight_name = layer_name(layer, name + ".weight");
-    auto y = g_.matmul(x, weight_in_out(weight_name, model_.tensor(weight_name)));
+    auto y = model_.quantization.weight_scales.count(weight_name)
+                 ? quantized_matmul(weight_name, x)
+                 : g_.matmul(x, weight_in_out(weight_name, model_.tensor(weight_name)));
     const auto bias_name = layer_name(layer, name + ".bias");
     if (model_.has(bias_name)) y = g_.add(y, g_.initializer(bias_name, model_.tensor(bias_name)));
     return y;
@@ -346,7 +412,7 @@ class TransformerGraph {
     if (model_.family.block.causal) scores = g_.add(scores, causal_mask_);
     auto context = g_.matmul(g_.softmax_last(scores), v);  // [B, Hkv, g, T, d]
     context = g_.reshape(g_.transpose(context, {0, 3, 1, 2, 4}), {0, 0, structure.query_heads * head_dim});
-    return linear(layer, "attn.o", context);
+    return linear(layer, "attn.o", activation(layer, ActivationSite::AttentionContext, context));
   }
 
   std::string mlp(int layer, const std::string& x) {
@@ -361,7 +427,7 @@ class TransformerGraph {
       case MlpKind::Gelu: hidden = gelu_erf(linear(layer, "mlp.up", x)); break;
       case MlpKind::Relu: hidden = g_.relu(linear(layer, "mlp.up", x)); break;
     }
-    return linear(layer, "mlp.down", hidden);
+    return linear(layer, "mlp.down", activation(layer, ActivationSite::MlpHidden, hidden));
   }
 
   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); opset 17 has no Gelu op.
@@ -384,6 +450,8 @@ class TransformerGraph {
   const Model& model_;
   GraphBuilder& g_;
   std::string rotary_cos_, rotary_sin_, causal_mask_;
+  std::set<std::string> dynamic_values_;  // activations quantized at run time
+  std::map<std::string, std::vector<std::string>> dynamic_inputs_;  // activation -> DynamicQuantizeLinear outputs
 };
 
 void set_dimension_names(onnx::ValueInfoProto& value, onnx::TensorProto::DataType type,

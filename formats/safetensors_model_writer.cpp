@@ -13,6 +13,16 @@
 namespace lathe {
 namespace {
 
+// The weight as the file stores it: int8 values when the model quantized it (their scales are
+// written separately), the float tensor otherwise.
+at::Tensor stored_form(const Model& model, const std::string& canonical) {
+  const auto& tensor = model.tensor(canonical);
+  const auto& scales = model.quantization.weight_scales;
+  auto found = scales.find(canonical);
+  if (found == scales.end()) return tensor;
+  return quantize_weight(tensor, found->second, model.quantization.weight_limit);
+}
+
 // The model's tensors under the family's checkpoint names, in the family's layout.
 std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& model) {
   const auto& names = model.family.tensors;
@@ -23,23 +33,49 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& 
     tensors.emplace_back(checkpoint_name, tensor.contiguous());
   };
   for (const auto& [canonical, checkpoint_name] : names.model)
-    if (model.has(canonical)) emit(checkpoint_name, model.tensor(canonical), false);
+    if (model.has(canonical)) emit(checkpoint_name, stored_form(model, canonical), false);
   for (int i = 0; i < model.layer_count(); ++i) {
     for (const auto& [canonical, pattern] : names.layer)
       if (model.has_layer_tensor(i, canonical))
-        emit(layer_tensor_name(pattern, i), model.layer_tensor(i, canonical), is_block_linear_weight(layer_name(i, canonical)));
+        emit(layer_tensor_name(pattern, i), stored_form(model, layer_name(i, canonical)),
+             is_block_linear_weight(layer_name(i, canonical)));
     if (!model.family.block.fused_qkv || !model.layers[i].has_attention()) continue;
     auto fuse = [&](const std::string& pattern, const std::string& suffix, bool linear) {
       if (pattern.empty() || !model.has_layer_tensor(i, "attn.q." + suffix)) return;
-      emit(layer_tensor_name(pattern, i),
-           at::cat({model.layer_tensor(i, "attn.q." + suffix), model.layer_tensor(i, "attn.k." + suffix),
-                    model.layer_tensor(i, "attn.v." + suffix)}, 0),
-           linear);
+      // One fused tensor holds one dtype: int8 only when q, k and v all are.
+      std::size_t quantized = 0;
+      for (const char* head : {"attn.q.", "attn.k.", "attn.v."})
+        quantized += model.quantization.weight_scales.count(layer_name(i, head + suffix));
+      std::vector<at::Tensor> parts;
+      for (const char* head : {"attn.q.", "attn.k.", "attn.v."})
+        parts.push_back(quantized == 3 ? stored_form(model, layer_name(i, head + suffix)) : model.layer_tensor(i, head + suffix));
+      emit(layer_tensor_name(pattern, i), at::cat(parts, 0), linear);
     };
     fuse(names.fused_qkv_weight, "weight", true);
     fuse(names.fused_qkv_bias, "bias", false);
   }
+  // Scales of int8 weights, one per output channel, under the canonical weight name.
+  for (const auto& [canonical, scales] : model.quantization.weight_scales) {
+    bool stored_int8 = true;
+    if (model.family.block.fused_qkv && canonical.find(".attn.") != std::string::npos &&
+        canonical.find(".attn.o.") == std::string::npos) {
+      const auto layer = canonical.substr(0, canonical.find(".attn."));
+      for (const char* head : {".attn.q.weight", ".attn.k.weight", ".attn.v.weight"})
+        stored_int8 = stored_int8 && model.quantization.weight_scales.count(layer + head);
+    }
+    if (stored_int8) tensors.emplace_back(kWeightScalePrefix + canonical, scales.contiguous());
+  }
   return tensors;
+}
+
+nlohmann::json quantization_json(const ModelQuantization& quantization) {
+  nlohmann::json json = {{"mode", quantization_mode_name(quantization.mode)}, {"weight_limit", quantization.weight_limit}};
+  auto activations = nlohmann::json::object();
+  for (const auto& [site, parameters] : quantization.activations)
+    activations[site] = {{"scale", parameters.scale}, {"zero_point", parameters.zero_point}};
+  json["activations"] = activations;
+  json["dynamic_sites"] = quantization.dynamic_sites;
+  return json;
 }
 
 bool uniform_layers(const Model& model) {
@@ -77,6 +113,8 @@ nlohmann::json config_json(const Model& model) {
   }
   config.erase("lathe");
   if (!model.annotations.empty()) config["lathe"] = model.annotations;
+  config.erase(kQuantizationKey);
+  if (model.quantization.active()) config[kQuantizationKey] = quantization_json(model.quantization);
   return config;
 }
 

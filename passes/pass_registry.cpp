@@ -11,7 +11,10 @@
 #include "passes/eval_pass.h"
 #include "passes/head_importance_pass.h"
 #include "passes/head_prune_pass.h"
+#include "passes/outlier_stats_pass.h"
+#include "passes/quantize_pass.h"
 #include "passes/retrieval_heads_pass.h"
+#include "passes/smooth_pass.h"
 
 namespace lathe {
 

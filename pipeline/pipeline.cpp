@@ -77,7 +77,7 @@ nlohmann::json check_gates(const Gates& gates, const nlohmann::json& metrics) {
 
 ModelLocation model_location(const ModelSpec& spec) { return {spec.path, spec.config, spec.family}; }
 
-RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress) {
+RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress, Model* final_model) {
   using Clock = std::chrono::steady_clock;
   require_gate_source(recipe);
   RunResult result;
@@ -142,6 +142,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   report["artifacts"] = context.artifacts;
   report["analyses"] = {{"computed", analyses.computations()}, {"reused", analyses.hits()}};
   report["result_model"] = describe_model(model);
+  if (model.quantization.active()) report["result_model"]["quantization"] = quantization_mode_name(model.quantization.mode);
 
   if (const auto* gated = gated_metrics(context.metrics, metric_order)) {
     report["gates"] = check_gates(recipe.gates, *gated);
@@ -166,6 +167,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     }
   }
   report["status"] = result.exit_code == kExitOk ? "ok" : "gate_failed";
+  if (final_model != nullptr) *final_model = std::move(model);
   return result;
 }
 

@@ -30,6 +30,7 @@ ModelLocation model_location(const ModelSpec& spec);
 
 // Bad input is an InputError; a failed gate is reported in the result (the outputs are then
 // not written: a model that failed its gates must not be picked up by a later step).
-RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress);
+// `final_model`, when given, receives the model as the passes left it.
+RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress, Model* final_model = nullptr);
 
 }  // namespace lathe

@@ -54,7 +54,7 @@ at::Tensor random_ids(std::int64_t vocab, std::int64_t batch, std::int64_t lengt
 
 // Logits [B, T, vocab] from ONNX Runtime for ids [B, T].
 at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids, std::int64_t vocab,
-                               const TemporaryFolder& folder) {
+                               const TemporaryFolder& folder, const std::string& optimization) {
   const auto input = folder / "input_ids.bin", output = folder / "logits.bin";
   {
     auto contiguous = ids.contiguous();
@@ -64,7 +64,7 @@ at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids
   fs::remove(output);
   std::ostringstream command;
   command << "node " << quoted(source_path("tests/node/run_onnx.js")) << " " << quoted(model_path) << " "
-          << quoted(input) << " " << ids.size(0) << " " << ids.size(1) << " " << quoted(output) << " --threads 1";
+          << quoted(input) << " " << ids.size(0) << " " << ids.size(1) << " " << quoted(output) << " --threads 1 --optimization " << optimization;
   auto [status, log] = run_command(command.str(), folder / "node.log");
   if (status != 0) {
     ADD_FAILURE() << "ONNX Runtime failed on " << model_path << ":\n" << log;

@@ -18,7 +18,8 @@ std::string read_text(const std::filesystem::path& path);
 void expect_pass_onnx_checker(const std::vector<std::filesystem::path>& model_paths, const TemporaryFolder& folder);
 at::Tensor random_ids(std::int64_t vocab, std::int64_t batch, std::int64_t length, std::uint64_t seed);
 // Logits [B, T, vocab] from ONNX Runtime for ids [B, T]; undefined (and a test failure) on error.
+// `optimization`: ONNX Runtime's graph optimization level (disabled, basic, extended, all).
 at::Tensor run_in_onnx_runtime(const std::filesystem::path& model_path, const at::Tensor& ids, std::int64_t vocab,
-                               const TemporaryFolder& folder);
+                               const TemporaryFolder& folder, const std::string& optimization = "all");
 
 }  // namespace lathe::testing

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs a lathe-exported ONNX model in ONNX Runtime for the tests and benchmarks.
 //
-//   node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N]
+//   node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N] [--optimization LEVEL]
 //
 // INPUT.bin holds BATCH*SEQ int64 little-endian token ids; OUTPUT.bin receives the `logits`
 // output as float32 little-endian. With --bench N the model also runs N timed iterations after
@@ -13,7 +13,7 @@ const fs = require('fs');
 const os = require('os');
 const ort = require('onnxruntime-node');
 
-const USAGE = 'usage: node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N]';
+const USAGE = 'usage: node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N] [--optimization disabled|basic|extended|all]';
 
 function positiveInteger(text, what) {
   if (!/^[0-9]+$/.test(text || '') || Number(text) < 1) {
@@ -24,12 +24,15 @@ function positiveInteger(text, what) {
 
 function parseArguments(argv) {
   const positional = [];
-  const options = { threads: 0, bench: 0 };
+  const options = { threads: 0, bench: 0, optimization: 'all' };
   for (let i = 0; i < argv.length; ++i) {
     const argument = argv[i];
     if (argument === '--threads' || argument === '--bench') {
       const name = argument.slice(2);
       options[name] = positiveInteger(argv[++i], argument);
+    } else if (argument === '--optimization') {
+      options.optimization = argv[++i];
+      if (!['disabled', 'basic', 'extended', 'all'].includes(options.optimization)) throw new Error(USAGE);
     } else if (argument.startsWith('--')) {
       throw new Error(`unknown option ${argument}\n${USAGE}`);
     } else {
@@ -68,7 +71,7 @@ function writeFloats(path, data) {
 
 async function main() {
   const args = parseArguments(process.argv.slice(2));
-  const sessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential', interOpNumThreads: 1 };
+  const sessionOptions = { graphOptimizationLevel: args.optimization, executionMode: 'sequential', interOpNumThreads: 1 };
   if (args.threads > 0) sessionOptions.intraOpNumThreads = args.threads;
   const session = await ort.InferenceSession.create(args.model, sessionOptions);
   const feeds = { input_ids: new ort.Tensor('int64', readIds(args.input, args.batch, args.sequence), [args.batch, args.sequence]) };

@@ -1,0 +1,73 @@
+#include "core/quantization.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace lathe {
+
+const char* quantization_mode_name(ModelQuantization::Mode mode) {
+  switch (mode) {
+    case ModelQuantization::Mode::None: return "none";
+    case ModelQuantization::Mode::Static: return "w8a8";
+    case ModelQuantization::Mode::WeightOnly: return "w8";
+    case ModelQuantization::Mode::Dynamic: return "dynamic";
+  }
+  return "?";
+}
+
+at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales, std::int64_t limit) {
+  return at::round(weight / scales.unsqueeze(1)).clamp(-limit, limit).to(at::kChar);
+}
+
+at::Tensor weight_scales(const at::Tensor& weight, bool mse, std::int64_t limit) {
+  const double levels = static_cast<double>(limit);
+  auto max_abs = weight.abs().amax(1).clamp_min(1e-12);
+  if (!mse) return (max_abs / levels).contiguous();
+  // Per row, the clip ratio (0.5 .. 1) with the least squared error.
+  auto best_scales = max_abs / levels;
+  auto best_error = at::full_like(max_abs, std::numeric_limits<float>::infinity());
+  for (int step = 0; step <= 50; ++step) {
+    const double ratio = 1.0 - 0.01 * step;
+    auto scales = max_abs * ratio / levels;
+    auto dequantized = at::round(weight / scales.unsqueeze(1)).clamp(-levels, levels) * scales.unsqueeze(1);
+    auto error = (dequantized - weight).pow(2).sum(1);
+    auto better = error.lt(best_error);
+    best_error = at::where(better, error, best_error);
+    best_scales = at::where(better, scales, best_scales);
+  }
+  return best_scales.contiguous();
+}
+
+at::Tensor fake_quantize(const at::Tensor& x, const ActivationQuantization& parameters) {
+  auto q = (at::round(x / parameters.scale) + parameters.zero_point).clamp(-128, 127);
+  return (q - parameters.zero_point) * parameters.scale;
+}
+
+at::Tensor fake_quantize_dynamic(const at::Tensor& x) {
+  const float low = std::min(0.0f, x.min().item<float>());
+  const float high = std::max(0.0f, x.max().item<float>());
+  const float scale = (high - low) / 255.0f;
+  if (scale == 0.0f) return x;
+  const float zero_point = std::clamp(std::nearbyint(-low / scale), 0.0f, 255.0f);
+  auto q = (at::round(x / scale) + zero_point).clamp(0, 255);
+  return (q - zero_point) * scale;
+}
+
+ActivationQuantization activation_parameters(double low, double high, bool symmetric) {
+  low = std::min(low, 0.0);
+  high = std::max(high, 0.0);
+  ActivationQuantization parameters;
+  if (symmetric) {
+    parameters.scale = static_cast<float>(std::max(std::max(-low, high), 1e-8) / 127.0);
+    parameters.zero_point = 0;
+  } else {
+    parameters.scale = static_cast<float>(std::max(high - low, 1e-8) / 255.0);
+    parameters.zero_point =
+        static_cast<std::int32_t>(std::clamp(std::nearbyint(-128.0 - low / parameters.scale), -128.0, 127.0));
+  }
+  return parameters;
+}
+
+}  // namespace lathe

@@ -1,0 +1,201 @@
+#include "passes/quantize_pass.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "core/model.h"
+#include "executor/calibration.h"
+#include "executor/executor.h"
+#include "passes/pass_context.h"
+#include "pipeline/data_sets.h"
+#include "support/errors.h"
+#include "support/progress.h"
+
+namespace lathe {
+namespace {
+
+bool glob_match(const char* pattern, const char* text) {
+  if (*pattern == '\0') return *text == '\0';
+  if (*pattern == '*') return glob_match(pattern + 1, text) || (*text != '\0' && glob_match(pattern, text + 1));
+  if (*text == '\0') return false;
+  return (*pattern == '?' || *pattern == *text) && glob_match(pattern + 1, text + 1);
+}
+
+std::vector<std::string> parse_patterns(const std::string& text, const std::string& origin) {
+  std::vector<std::string> patterns;
+  std::stringstream list(text);
+  std::string item;
+  while (std::getline(list, item, ',')) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    const bool valid = !item.empty() && std::all_of(item.begin(), item.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
+    });
+    if (!valid)
+      throw InputError(origin + ": exclude: \"" + item + "\" is not a pattern; give comma-separated tensor names "
+                       "with * and ? wildcards, e.g. \"lm_head.weight, layers.0.*\"");
+    patterns.push_back(item);
+  }
+  return patterns;
+}
+
+// The linear layers of the model: each weight and the activation site it reads.
+struct Linear {
+  std::string weight;
+  std::string site;
+};
+
+std::vector<Linear> linear_layers(const Model& model) {
+  std::vector<Linear> linears;
+  for (int layer = 0; layer < model.layer_count(); ++layer) {
+    if (model.layers[layer].has_attention()) {
+      for (const char* name : {"attn.q.weight", "attn.k.weight", "attn.v.weight"})
+        linears.push_back({layer_name(layer, name), site_key(layer, ActivationSite::AttentionInput)});
+      linears.push_back({layer_name(layer, "attn.o.weight"), site_key(layer, ActivationSite::AttentionContext)});
+    }
+    if (model.layers[layer].ffn_width > 0) {
+      for (const char* name : {"mlp.gate.weight", "mlp.up.weight"})
+        if (model.has_layer_tensor(layer, std::string(name)))
+          linears.push_back({layer_name(layer, name), site_key(layer, ActivationSite::MlpInput)});
+      linears.push_back({layer_name(layer, "mlp.down.weight"), site_key(layer, ActivationSite::MlpHidden)});
+    }
+  }
+  if (!model.config.tied_embeddings) linears.push_back({"lm_head.weight", site_key(-1, ActivationSite::FinalHidden)});
+  return linears;
+}
+
+class QuantizePass : public Pass {
+ public:
+  explicit QuantizePass(const ParamValues& params) : params_(params) {}
+
+  PreservedAnalyses run(Model& model, PassContext& context) override {
+    const auto origin = context.where.str();
+    if (model.quantization.active()) throw InputError(origin + ": the model is quantized already");
+    const auto& mode_name = params_.get_string("mode");
+    const auto mode = mode_name == "w8" ? ModelQuantization::Mode::WeightOnly
+                      : mode_name == "dynamic" ? ModelQuantization::Mode::Dynamic
+                                               : ModelQuantization::Mode::Static;
+    const auto patterns = parse_patterns(params_.get_string("exclude"), origin);
+    std::vector<std::string> warnings;
+    auto linears = linear_layers(model);
+    std::map<std::string, bool> pattern_used;
+    std::vector<Linear> quantized;
+    std::vector<std::string> excluded;
+    for (const auto& linear : linears) {
+      bool skip = false;
+      for (const auto& pattern : patterns)
+        if (glob_match(pattern.c_str(), linear.weight.c_str())) skip = pattern_used[pattern] = true;
+      if (skip)
+        excluded.push_back(linear.weight);
+      else
+        quantized.push_back(linear);
+    }
+    for (const auto& pattern : patterns)
+      if (!pattern_used[pattern]) warnings.push_back("exclude pattern \"" + pattern + "\" matches no quantizable weight");
+    if (model.config.tied_embeddings)
+      warnings.push_back("the output head is tied to the embedding and stays float");
+
+    // A site is quantized when every linear reading it is.
+    std::set<std::string> sites;
+    for (const auto& linear : quantized) sites.insert(linear.site);
+    for (const auto& name : excluded)
+      for (const auto& linear : linears)
+        if (linear.weight == name) sites.erase(linear.site);
+
+    std::map<std::string, ActivationRange> ranges;
+    if (mode == ModelQuantization::Mode::Static) {
+      RangeOptions options;
+      options.method = parse_range_method(params_.get_string("range"));
+      options.percentile = params_.get_float("percentile");
+      options.symmetric = params_.get_string("activations") == "symmetric";
+      auto batches = context.data.batches(data_entry(context), context.where, 0, params_.get_int("max_tokens"));
+      context.progress.update("quantize: calibrating " + std::to_string(sites.size()) + " activation sites");
+      ranges = calibrate_ranges(Executor(model), batches, sites, options);
+      context.progress.finish();
+    }
+
+    ModelQuantization quantization;
+    quantization.mode = mode;
+    quantization.weight_limit = params_.get_bool("reduce_range") ? 63 : 127;
+    const bool mse = params_.get_string("weights") == "mse";
+    double worst_weight_error = 0;
+    for (const auto& linear : quantized) {
+      const auto& weight = model.tensor(linear.weight);
+      auto scales = weight_scales(weight, mse, quantization.weight_limit);
+      auto dequantized = quantize_weight(weight, scales, quantization.weight_limit).to(at::kFloat) * scales.unsqueeze(1);
+      worst_weight_error = std::max(worst_weight_error, (dequantized - weight).abs().max().item<double>());
+      model.tensors[linear.weight] = dequantized.contiguous();
+      quantization.weight_scales[linear.weight] = scales;
+    }
+    auto activations = nlohmann::json::object();
+    if (mode == ModelQuantization::Mode::Static) {
+      const bool symmetric = params_.get_string("activations") == "symmetric";
+      for (const auto& [site, range] : ranges) {
+        quantization.activations[site] = activation_parameters(range.low, range.high, symmetric);
+        activations[site] = {{"low", range.low}, {"high", range.high}, {"scale", quantization.activations[site].scale},
+                             {"zero_point", quantization.activations[site].zero_point}};
+      }
+    } else if (mode == ModelQuantization::Mode::Dynamic) {
+      quantization.dynamic_sites = sites;
+    }
+    model.quantization = quantization;
+
+    context.statistics = {{"mode", mode_name},
+                          {"weights", params_.get_string("weights")},
+                          {"quantized_weights", quantized.size()},
+                          {"float_weights", excluded},
+                          {"activation_sites", mode == ModelQuantization::Mode::WeightOnly ? 0 : sites.size()},
+                          {"activations", activations},
+                          {"max_weight_error", worst_weight_error},
+                          {"warnings", warnings}};
+    context.summary.push_back(mode_name + ": " + std::to_string(quantized.size()) + " int8 weights (" +
+                              params_.get_string("weights") + "), " +
+                              (mode == ModelQuantization::Mode::WeightOnly ? std::string("float activations")
+                               : mode == ModelQuantization::Mode::Dynamic
+                                   ? std::to_string(sites.size()) + " activation sites quantized at run time"
+                                   : std::to_string(sites.size()) + " activation sites calibrated (" +
+                                         params_.get_string("range") + ")") +
+                              ", " + std::to_string(excluded.size()) + " kept float");
+    for (const auto& warning : warnings) context.summary.push_back("warning: " + warning);
+    return PreservedAnalyses::none();
+  }
+
+ private:
+  std::string data_entry(const PassContext& context) const {
+    const auto& requested = params_.get_string("data");
+    if (!requested.empty()) return requested;
+    for (const char* candidate : {"calibration", "eval"})
+      if (context.data.has(candidate)) return candidate;
+    throw InputError(context.where.str() + ": static quantization needs calibration data: add a calibration entry to data");
+  }
+
+  ParamValues params_;
+};
+
+}  // namespace
+
+PassInfo quantize_pass_info() {
+  PassInfo info;
+  info.name = "quantize";
+  info.kind = PassKind::Transform;
+  info.summary = "int8 weights per output channel and int8 activations (static or dynamic), fake-quantized for eval";
+  info.params = {
+      {"mode", ParamType::String, std::string("w8a8"), "w8a8: static int8 activations; w8: weights only; dynamic: activations quantized at run time", {"w8a8", "w8", "dynamic"}, {}, {}},
+      {"weights", ParamType::String, std::string("minmax"), "per-channel weight scales: max|w|/127, or the clip with the least squared error", {"minmax", "mse"}, {}, {}},
+      {"activations", ParamType::String, std::string("asymmetric"), "static activation ranges: with a zero point, or symmetric", {"asymmetric", "symmetric"}, {}, {}},
+      {"range", ParamType::String, std::string("minmax"), "activation range estimator", {"minmax", "moving-average", "percentile", "mse"}, {}, {}},
+      {"percentile", ParamType::Float, 99.99, "percentile for range: percentile", {}, 50.0, 100.0},
+      {"reduce_range", ParamType::Bool, true, "7-bit weights (-63..63): ONNX Runtime's AVX2 int8 kernels saturate 16-bit pair sums of full-range weights", {}, {}, {}},
+      {"exclude", ParamType::String, std::string("lm_head.weight"), "weights kept float: comma-separated names with * and ? (the output head by default)", {}, {}, {}},
+      {"data", ParamType::String, std::string(""), "calibration data entry; default: calibration, then eval", {}, {}, {}},
+      {"max_tokens", ParamType::Int, std::int64_t{8192}, "calibration tokens", {}, 1.0, {}},
+  };
+  info.create = [](const ParamValues& params) { return std::make_unique<QuantizePass>(params); };
+  return info;
+}
+
+}  // namespace lathe
