@@ -185,3 +185,25 @@ TEST_F(HeadPrune, ImportanceIsComputedOnceAndProtectedRetrievalHeadsSurvive) {
 
 }  // namespace
 }  // namespace lathe
+
+namespace lathe {
+namespace {
+
+TEST_F(HeadPrune, GroupsModeRemovesWholeKvGroups) {
+  Model pruned;
+  Progress quiet(false);
+  auto report = run_recipe(parse_recipe(kStories + "  - head-prune: {keep: 0.5, importance: magnitude, groups: true}\n", "prune.yaml"),
+                           RunOptions{}, quiet, &pruned)
+                    .report;
+  EXPECT_EQ(report["passes"][0]["statistics"]["heads_removed"], 20);
+  std::int64_t kv_heads = 0;
+  for (const auto& layer : pruned.layers) {
+    EXPECT_TRUE(layer.regular_groups());
+    EXPECT_EQ(layer.query_heads, 2 * layer.kv_heads);  // every group kept whole: two query heads per kv head
+    kv_heads += layer.kv_heads;
+  }
+  EXPECT_EQ(kv_heads, 10);
+}
+
+}  // namespace
+}  // namespace lathe
