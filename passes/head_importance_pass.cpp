@@ -23,10 +23,7 @@ std::string fixed(double value) {
 }
 
 std::string data_entry(const PassContext& context, const std::string& requested) {
-  if (!requested.empty()) return requested;
-  for (const char* candidate : {"calibration", "eval"})
-    if (context.data.has(candidate)) return candidate;
-  throw InputError(context.where.str() + ": head importance needs data: add a calibration or eval entry to data");
+  return context.data.require_calibration_entry(requested, context.where, "head importance");
 }
 
 class HeadImportancePass : public Pass {

@@ -74,14 +74,7 @@ NeedleOptions needle_options(const ParamValues& params, const Model& model, cons
 Haystack load_haystack(PassContext& context, const Executor& executor, const std::string& data_name,
                        const NeedleOptions& options) {
   const auto& model = executor.model();
-  std::string entry = data_name;
-  if (entry.empty()) {
-    for (const char* candidate : {"calibration", "eval"})
-      if (context.data.has(candidate)) {
-        entry = candidate;
-        break;
-      }
-  }
+  const auto entry = context.data.calibration_entry(data_name);
   Haystack haystack;
   if (entry.empty()) {
     const auto longest = *std::max_element(options.context_lengths.begin(), options.context_lengths.end());

@@ -266,7 +266,7 @@ class OutlierStatsPass : public Pass {
   explicit OutlierStatsPass(const ParamValues& params) : params_(params) {}
 
   PreservedAnalyses run(Model& model, PassContext& context) override {
-    const auto data = activation_data_entry(context, params_.get_string("data"), "outlier-stats");
+    const auto data = context.data.require_calibration_entry(params_.get_string("data"), context.where, "outlier-stats");
     const auto max_tokens = params_.get_int("max_tokens");
     const double sigmas = params_.get_float("sigmas");
     const auto& statistics = cached_activation_statistics(model, context, data, max_tokens);
@@ -300,13 +300,6 @@ class OutlierStatsPass : public Pass {
 };
 
 }  // namespace
-
-std::string activation_data_entry(const PassContext& context, const std::string& requested, const std::string& pass) {
-  if (!requested.empty()) return requested;
-  for (const char* candidate : {"calibration", "eval"})
-    if (context.data.has(candidate)) return candidate;
-  throw InputError(context.where.str() + ": " + pass + " needs data: add a calibration or eval entry to data");
-}
 
 const std::vector<LayerActivationStatistics>& cached_activation_statistics(const Model& model, PassContext& context,
                                                                            const std::string& data,

@@ -18,10 +18,6 @@ class PassContext;
 // table and an SVG bar chart. Changes nothing.
 PassInfo outlier_stats_pass_info();
 
-// The data entry a pass reads: `requested`, or calibration, then eval; InputError naming the
-// recipe entry of the pass when there is none.
-std::string activation_data_entry(const PassContext& context, const std::string& requested, const std::string& pass);
-
 // Statistics at the attention input and output and the MLP input and output of every layer over
 // `max_tokens` of the data entry, computed once per model state and then taken from the
 // analysis cache (shared by outlier-stats and smooth).

@@ -166,11 +166,7 @@ class QuantizePass : public Pass {
 
  private:
   std::string data_entry(const PassContext& context) const {
-    const auto& requested = params_.get_string("data");
-    if (!requested.empty()) return requested;
-    for (const char* candidate : {"calibration", "eval"})
-      if (context.data.has(candidate)) return candidate;
-    throw InputError(context.where.str() + ": static quantization needs calibration data: add a calibration entry to data");
+    return context.data.require_calibration_entry(params_.get_string("data"), context.where, "static quantization");
   }
 
   ParamValues params_;

@@ -13,6 +13,7 @@
 #include "executor/outlier_stats.h"
 #include "passes/outlier_stats_pass.h"
 #include "passes/pass_context.h"
+#include "pipeline/data_sets.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -162,7 +163,7 @@ class SmoothPass : public Pass {
       throw InputError(context.where.str() + ": smooth needs pre-norm blocks (family " + model.family.name + ")");
     const double alpha = params_.get_float("alpha");
     const bool power_of_two = params_.get_bool("power_of_two");
-    const auto data = activation_data_entry(context, params_.get_string("data"), "smooth");
+    const auto data = context.data.require_calibration_entry(params_.get_string("data"), context.where, "smooth");
     const auto& statistics = cached_activation_statistics(model, context, data, params_.get_int("max_tokens"));
 
     struct SiteTotals {

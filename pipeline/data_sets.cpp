@@ -22,6 +22,20 @@ const DataSpec& DataSets::spec(const std::string& name, const SourceLocation& as
                    (names.empty() ? std::string("; the recipe has no data section") : "; entries: " + names));
 }
 
+std::string DataSets::calibration_entry(const std::string& requested) const {
+  if (!requested.empty()) return requested;
+  for (const char* candidate : {"calibration", "eval"})
+    if (has(candidate)) return candidate;
+  return {};
+}
+
+std::string DataSets::require_calibration_entry(const std::string& requested, const SourceLocation& asked_from,
+                                                const std::string& purpose) const {
+  auto entry = calibration_entry(requested);
+  if (entry.empty()) throw InputError(asked_from.str() + ": " + purpose + " needs data: add a calibration or eval entry to data");
+  return entry;
+}
+
 void DataSets::check_files() const {
   for (const auto& [name, spec] : specs_) {
     std::error_code ec;

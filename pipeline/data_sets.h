@@ -29,6 +29,12 @@ class DataSets {
   std::vector<EvalBatch> batches(const std::string& name, const SourceLocation& asked_from,
                                  std::int64_t batch_size = 0, std::int64_t max_tokens = 0);
   bool has(const std::string& name) const { return specs_.count(name) != 0; }
+  // The entry a calibrating pass uses: `requested`, else calibration, else eval; "" when the
+  // recipe has neither.
+  std::string calibration_entry(const std::string& requested) const;
+  // The same, but an InputError at `asked_from` saying that `purpose` needs data when there is none.
+  std::string require_calibration_entry(const std::string& requested, const SourceLocation& asked_from,
+                                        const std::string& purpose) const;
   // Checks that every entry's file exists, without reading it.
   void check_files() const;
 
