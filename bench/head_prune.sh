@@ -24,12 +24,14 @@ echo
 
 "$bench" "$shared" quality --threads "$threads" | tee "$out/quality.txt"
 best=$(sed -n 's/^best-method-retrieval: //p' "$out/quality.txt")
+echo "(section 5: $((SECONDS - start)) s)"
 echo
+section=$SECONDS
 
 echo "== 6. speed: ONNX Runtime, unpruned vs 50 % of heads removed"
 "$bench" "$shared" speed "$out/speed" --threads "$threads"
 field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
-rounds=2
+rounds=3
 declare -A mean min
 for name in unpruned pruned; do mean[$name]=1e9; min[$name]=1e9; done
 for ((round = 1; round <= rounds; round++)); do
@@ -49,8 +51,11 @@ printf "50 %% removed     mean %8.2f ms  min %8.2f ms\n" "${mean[pruned]}" "${mi
 /usr/bin/python3 -c "
 r = ${mean[unpruned]} / ${mean[pruned]}; q = ${min[unpruned]} / ${min[pruned]}
 print(f'speed-up (unpruned / pruned): mean {r:.2f}x, min {q:.2f}x; goal >= 1.25x (mean): {\"yes\" if r >= 1.25 else \"NO\"}')"
+echo "(section 6: $((SECONDS - section)) s)"
 echo
+section=$SECONDS
 
 "$bench" "$shared" preservation "$best" --threads "$threads"
+echo "(section 7: $((SECONDS - section)) s)"
 echo
 echo "wall time: $((SECONDS - start)) s"
