@@ -11,6 +11,7 @@
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
+#include "support/svg_heatmap.h"
 #include "support/progress.h"
 
 namespace lathe {
@@ -92,19 +93,6 @@ OverLayers over_layers(const std::vector<double>& values) {
   return result;
 }
 
-std::string escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 // Two panels of grouped bars, one group per layer with a bar per site: the max infinity norm
 // and the kurtosis, each averaged over samples.
 std::string bar_chart_svg(const std::vector<std::vector<SiteRow>>& rows, const std::string& title) {
@@ -119,7 +107,7 @@ std::string bar_chart_svg(const std::vector<std::vector<SiteRow>>& rows, const s
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
       << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << kLeft << "\" y=\"20\" font-size=\"14\">" << escape(title) << "</text>\n";
+      << "<text x=\"" << kLeft << "\" y=\"20\" font-size=\"14\">" << xml_escape(title) << "</text>\n";
   for (int s = 0; s < sites; ++s)
     svg << "<rect x=\"" << kLeft + s * 130 << "\" y=\"28\" width=\"10\" height=\"10\" fill=\"" << kColors[s]
         << "\"/><text x=\"" << kLeft + s * 130 + 14 << "\" y=\"37\">" << kMeasured[s].label << "</text>\n";

@@ -6,9 +6,8 @@
 #include <sstream>
 
 namespace lathe {
-namespace {
 
-std::string escape(const std::string& text) {
+std::string xml_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
@@ -21,6 +20,8 @@ std::string escape(const std::string& text) {
   }
   return out;
 }
+
+namespace {
 
 // White to a dark blue.
 std::string color(double share) {
@@ -43,19 +44,19 @@ std::string heatmap_svg(const Heatmap& heatmap) {
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
       << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << kLeft << "\" y=\"20\" font-size=\"14\">" << escape(heatmap.title) << "</text>\n"
-      << "<text x=\"" << kLeft << "\" y=\"" << kTop - 18 << "\">" << escape(heatmap.column_axis) << "</text>\n"
-      << "<text x=\"8\" y=\"" << kTop + 14 << "\">" << escape(heatmap.row_axis) << "</text>\n";
+      << "<text x=\"" << kLeft << "\" y=\"20\" font-size=\"14\">" << xml_escape(heatmap.title) << "</text>\n"
+      << "<text x=\"" << kLeft << "\" y=\"" << kTop - 18 << "\">" << xml_escape(heatmap.column_axis) << "</text>\n"
+      << "<text x=\"8\" y=\"" << kTop + 14 << "\">" << xml_escape(heatmap.row_axis) << "</text>\n";
   for (int c = 0; c < columns; ++c) {
     const auto label = c < static_cast<int>(heatmap.column_labels.size()) ? heatmap.column_labels[c] : std::to_string(c);
     svg << "<text x=\"" << kLeft + c * kCell + kCell / 2 << "\" y=\"" << kTop - 4 << "\" text-anchor=\"middle\">"
-        << escape(label) << "</text>\n";
+        << xml_escape(label) << "</text>\n";
   }
   const double span = heatmap.high > heatmap.low ? heatmap.high - heatmap.low : 1.0;
   for (int r = 0; r < rows; ++r) {
     const auto label = r < static_cast<int>(heatmap.row_labels.size()) ? heatmap.row_labels[r] : std::to_string(r);
     const int y = kTop + r * kCell;
-    svg << "<text x=\"" << kLeft - 6 << "\" y=\"" << y + kCell / 2 + 4 << "\" text-anchor=\"end\">" << escape(label)
+    svg << "<text x=\"" << kLeft - 6 << "\" y=\"" << y + kCell / 2 + 4 << "\" text-anchor=\"end\">" << xml_escape(label)
         << "</text>\n";
     for (int c = 0; c < static_cast<int>(heatmap.values[r].size()); ++c) {
       const double value = heatmap.values[r][c];
@@ -69,8 +70,8 @@ std::string heatmap_svg(const Heatmap& heatmap) {
       char text[32];
       std::snprintf(text, sizeof text, "%.2f", value);
       svg << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << kCell << "\" height=\"" << kCell << "\" fill=\""
-          << color(share) << "\" stroke=\"white\"><title>" << escape(label) << ", "
-          << escape(c < static_cast<int>(heatmap.column_labels.size()) ? heatmap.column_labels[c] : std::to_string(c))
+          << color(share) << "\" stroke=\"white\"><title>" << xml_escape(label) << ", "
+          << xml_escape(c < static_cast<int>(heatmap.column_labels.size()) ? heatmap.column_labels[c] : std::to_string(c))
           << ": " << text << "</title></rect>\n"
           << "<text x=\"" << x + kCell / 2 << "\" y=\"" << y + kCell / 2 + 4 << "\" text-anchor=\"middle\" fill=\""
           << (share > 0.55 ? "white" : "black") << "\">" << text << "</text>\n";

@@ -16,6 +16,9 @@ struct Heatmap {
   double high = 1.0;                        // value drawn darkest
 };
 
+// Text made safe inside SVG/XML elements and attribute values.
+std::string xml_escape(const std::string& text);
+
 // A self-contained SVG picture of the grid, each cell labelled with its value.
 std::string heatmap_svg(const Heatmap& heatmap);
 
