@@ -98,6 +98,10 @@ std::int64_t attention_parameters(const Model& model, std::int64_t query_heads, 
 }
 
 void remove_heads(Model& model, const std::vector<HeadId>& heads) {
+  // A gate reads its head's slice of the layer input, hidden / Hq wide: fewer heads would
+  // change every slice.
+  if (model.attention.gated && !heads.empty())
+    throw std::invalid_argument("heads of a gated-attention model cannot be removed");
   std::map<int, std::set<std::int64_t>> by_layer;
   for (const auto& head : heads) {
     if (head.layer < 0 || head.layer >= model.layer_count() || head.head < 0 ||

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "support/errors.h"
@@ -69,6 +70,10 @@ void validate_model(const Model& model, const std::string& origin) {
   if (block.position == PositionKind::Rotary && head_dim % 2 != 0)
     throw InputError(origin, "rotary positions need an even head size, got " + std::to_string(head_dim));
   expect_shape(model, origin, "final_norm.weight", {hidden});
+  if (const auto& clipped = model.attention.clipped_softmax;
+      clipped && !(clipped->gamma <= 0 && clipped->zeta >= 1 && std::isfinite(clipped->gamma) && std::isfinite(clipped->zeta)))
+    throw InputError(origin, "the clipped softmax needs gamma <= 0 and zeta >= 1, got gamma " +
+                                 std::to_string(clipped->gamma) + " and zeta " + std::to_string(clipped->zeta));
   if (block.norm_bias) expect_shape(model, origin, "final_norm.bias", {hidden});
   if (!model.config.tied_embeddings) expect_shape(model, origin, "lm_head.weight", {model.config.vocab, hidden});
   for (int i = 0; i < model.layer_count(); ++i) {
@@ -98,6 +103,14 @@ void validate_model(const Model& model, const std::string& origin) {
       expect_shape(model, origin, layer_name(i, "attn.k.weight"), {layer.kv_heads * head_dim, hidden});
       expect_shape(model, origin, layer_name(i, "attn.v.weight"), {layer.kv_heads * head_dim, hidden});
       expect_shape(model, origin, layer_name(i, "attn.o.weight"), {hidden, layer.query_heads * head_dim});
+      if (model.attention.gated) {
+        if (hidden % layer.query_heads != 0)
+          throw InputError(origin, "layer " + std::to_string(i) + ": gated attention needs the hidden size " +
+                                       std::to_string(hidden) + " to split evenly over its " +
+                                       std::to_string(layer.query_heads) + " query heads");
+        expect_shape(model, origin, layer_name(i, "attn.gate.weight"), {layer.query_heads, hidden / layer.query_heads});
+        expect_shape(model, origin, layer_name(i, "attn.gate.bias"), {layer.query_heads});
+      }
       if (block.attention_bias) {
         expect_shape(model, origin, layer_name(i, "attn.q.bias"), {layer.query_heads * head_dim});
         expect_shape(model, origin, layer_name(i, "attn.k.bias"), {layer.kv_heads * head_dim});

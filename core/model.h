@@ -12,12 +12,14 @@
 //   layers.{i}.attn.o.weight [hidden, Hq*d] (+ .bias on q, k, v, o when the family has them)
 //   layers.{i}.mlp.gate.weight [ffn, hidden] (gated MLPs only)
 //   layers.{i}.mlp.up.weight [ffn, hidden]  layers.{i}.mlp.down.weight [hidden, ffn] (+ biases)
+//   layers.{i}.attn.gate.weight [Hq, hidden / Hq], .bias [Hq] (gated attention only)
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,6 +60,23 @@ struct LayerStructure {
   bool operator==(const LayerStructure&) const = default;
 };
 
+// Attention changed so that heads need not push activations to extremes to do nothing
+// (Bondarenko et al., 2023); applies to every layer with attention.
+struct AttentionVariant {
+  // clip((zeta - gamma) * softmax(x) + gamma, 0, 1) in place of softmax(x); gamma < 0, zeta >= 1.
+  struct ClippedSoftmax {
+    double gamma = 0;
+    double zeta = 1;
+    bool operator==(const ClippedSoftmax&) const = default;
+  };
+  std::optional<ClippedSoftmax> clipped_softmax;
+  // Each query head's output times sigmoid(<w_h, x_h> + b_h), x_h the head's slice of the
+  // normalized attention input (width hidden / Hq): layers.{i}.attn.gate.weight and .bias.
+  bool gated = false;
+
+  bool active() const { return clipped_softmax.has_value() || gated; }
+};
+
 // Where a model came from, for reports and writer metadata.
 struct ModelSource {
   std::filesystem::path path;
@@ -75,6 +94,7 @@ class Model {
   std::map<std::string, at::Tensor> tensors;
   // Free-form annotations for later passes and writers (head roles and scores, ...).
   nlohmann::json annotations = nlohmann::json::object();
+  AttentionVariant attention;
   ModelQuantization quantization;
   ModelSource source;
 

@@ -254,6 +254,28 @@ void restore_quantization(Model& model, const HfConfig& hf, const std::map<std::
   }
 }
 
+void restore_attention_variant(Model& model, const HfConfig& hf, std::map<std::string, at::Tensor> tensors,
+                               const std::string& origin) {
+  if (hf.has(kAttentionKey)) {
+    const auto& json = hf.json()[kAttentionKey];
+    try {
+      if (json.contains("clipped_softmax"))
+        model.attention.clipped_softmax = AttentionVariant::ClippedSoftmax{
+            json["clipped_softmax"].at("gamma").get<double>(), json["clipped_softmax"].at("zeta").get<double>()};
+      model.attention.gated = json.value("gated", false);
+    } catch (const nlohmann::json::exception& error) {
+      throw InputError(hf.origin().string(), std::string(kAttentionKey) + " is malformed: " + error.what());
+    }
+  }
+  for (auto& [canonical, tensor] : tensors) {
+    const bool gate = canonical.find(".attn.gate.") != std::string::npos;
+    if (!gate || !model.attention.gated)
+      throw InputError(origin, "unexpected tensor " + std::string(kLatheTensorPrefix) + canonical +
+                                   (gate ? " in a model whose config.json does not declare gated attention" : ""));
+    model.tensors[canonical] = tensor.contiguous();
+  }
+}
+
 }  // namespace
 
 Model load_model(const ModelLocation& location) {
@@ -290,11 +312,14 @@ Model load_model(const ModelLocation& location) {
     model.source.format = "pytorch";
     model.source.bytes_on_disk = fs::file_size(checkpoint.path);
   }
-  // Scales of int8 weights: taken out before the names are mapped, applied after.
-  std::map<std::string, at::Tensor> scales;
+  // Scales of int8 weights and lathe's own tensors: taken out before the names are mapped.
+  std::map<std::string, at::Tensor> scales, lathe_tensors;
   for (auto it = raw.begin(); it != raw.end();) {
     if (it->first.rfind(kWeightScalePrefix, 0) == 0) {
       scales[it->first.substr(std::string(kWeightScalePrefix).size())] = it->second.to(at::kFloat);
+      it = raw.erase(it);
+    } else if (it->first.rfind(kLatheTensorPrefix, 0) == 0) {
+      lathe_tensors[it->first.substr(std::string(kLatheTensorPrefix).size())] = it->second.to(at::kFloat);
       it = raw.erase(it);
     } else {
       ++it;
@@ -304,6 +329,7 @@ Model load_model(const ModelLocation& location) {
   for (const auto& [name, tensor] : raw)
     if (tensor.scalar_type() == at::kChar) int8_names.insert(name);
   canonicalize(model, std::move(raw), origin);
+  restore_attention_variant(model, hf, std::move(lathe_tensors), origin);
   if (!int8_names.empty() || !scales.empty()) restore_quantization(model, hf, scales, origin);
   validate_model(model, origin);
   return model;

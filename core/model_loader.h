@@ -27,5 +27,10 @@ inline constexpr const char* kQuantizationKey = "lathe_quantization";
 // canonical weight name (e.g. lathe.weight_scale.layers.0.attn.q.weight); the weights themselves
 // are I8 under their usual names, value = int8 x scale of its output channel.
 inline constexpr const char* kWeightScalePrefix = "lathe.weight_scale.";
+// The config.json key describing a changed attention (clipped softmax, gated heads), and the
+// prefix of tensors no family names, stored under "lathe." + canonical name
+// (e.g. lathe.layers.0.attn.gate.weight).
+inline constexpr const char* kAttentionKey = "lathe_attention";
+inline constexpr const char* kLatheTensorPrefix = "lathe.";
 
 }  // namespace lathe

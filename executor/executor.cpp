@@ -131,10 +131,15 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
   at::Tensor causal_mask;
   if (model_.family.block.causal && length > 1)  // query t (position offset + t) sees keys 0 .. offset + t
     causal_mask = at::ones({length, span}, at::kBool).triu(offset + 1).repeat({group, 1});
+  const auto& clipped = model_.attention.clipped_softmax;
   auto attend = [&](const at::Tensor& queries, const at::Tensor& keys, const at::Tensor& values) {
     auto scores = at::matmul(queries, keys.transpose(-1, -2));
     if (causal_mask.defined()) scores.masked_fill_(causal_mask, -std::numeric_limits<float>::infinity());
     auto probabilities = at::softmax(scores, -1);
+    if (clipped)
+      probabilities = at::clamp(probabilities * static_cast<float>(clipped->zeta - clipped->gamma) +
+                                    static_cast<float>(clipped->gamma),
+                                0.0, 1.0);
     if (hooks != nullptr && hooks->on_attention)
       hooks->on_attention(layer, probabilities.reshape({queries.size(0), heads, length, span}));
     return at::matmul(probabilities, values);
@@ -159,11 +164,20 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
     }
   }
   context = context.reshape({batch, heads, length, head_dim});
+  if (model_.attention.gated) context = context * head_output_gates(layer, x);
   if (hooks != nullptr && layer < static_cast<int>(hooks->head_gates.size()) && hooks->head_gates[layer].defined())
     context = context * hooks->head_gates[layer].view({1, heads, 1, 1});
   context = context.transpose(1, 2).reshape({batch, length, heads * head_dim});
   context = observe(model_, hooks, layer, ActivationSite::AttentionContext, context);
   return linear(model_, layer, "attn.o", context);
+}
+
+at::Tensor Executor::head_output_gates(int layer, const at::Tensor& x) const {
+  const auto& weight = model_.layer_tensor(layer, "attn.gate.weight");  // [Hq, hidden / Hq]
+  const auto& bias = model_.layer_tensor(layer, "attn.gate.bias");      // [Hq]
+  auto slices = x.reshape({x.size(0), x.size(1), weight.size(0), weight.size(1)});
+  auto logits = (slices * weight).sum(-1) + bias;  // [B, T, Hq]
+  return at::sigmoid(logits).transpose(1, 2).unsqueeze(-1);
 }
 
 at::Tensor Executor::mlp(int layer, const at::Tensor& x, const ForwardHooks* hooks) const {

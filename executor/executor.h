@@ -65,6 +65,8 @@ class Executor {
  private:
   at::Tensor attention(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
                        KvCache* cache) const;
+  // Gated attention: sigmoid(<w_h, x_h> + b_h) per query head and position, [B, Hq, T, 1].
+  at::Tensor head_output_gates(int layer, const at::Tensor& x) const;
   at::Tensor mlp(int layer, const at::Tensor& x, const ForwardHooks* hooks) const;
   at::Tensor norm(const at::Tensor& x, const std::string& prefix) const;
 

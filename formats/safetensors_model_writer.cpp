@@ -54,6 +54,8 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& 
     fuse(names.fused_qkv_weight, "weight", true);
     fuse(names.fused_qkv_bias, "bias", false);
   }
+  for (const auto& [canonical, tensor] : model.tensors)
+    if (canonical.find(".attn.gate.") != std::string::npos) emit(kLatheTensorPrefix + canonical, tensor, false);
   // Scales of int8 weights, one per output channel, under the canonical weight name.
   for (const auto& [canonical, scales] : model.quantization.weight_scales) {
     bool stored_int8 = true;
@@ -113,6 +115,13 @@ nlohmann::json config_json(const Model& model) {
   }
   config.erase("lathe");
   if (!model.annotations.empty()) config["lathe"] = model.annotations;
+  config.erase(kAttentionKey);
+  if (model.attention.active()) {
+    nlohmann::json attention = {{"gated", model.attention.gated}};
+    if (const auto& clipped = model.attention.clipped_softmax)
+      attention["clipped_softmax"] = {{"gamma", clipped->gamma}, {"zeta", clipped->zeta}};
+    config[kAttentionKey] = attention;
+  }
   config.erase(kQuantizationKey);
   if (model.quantization.active()) config[kQuantizationKey] = quantization_json(model.quantization);
   return config;

@@ -35,6 +35,9 @@ class HeadPrunePass : public Pass {
 
   PreservedAnalyses run(Model& model, PassContext& context) override {
     const auto origin = context.where.str();
+    if (model.attention.gated)
+      throw InputError(origin + ": head-prune cannot remove heads of a gated-attention model (each gate reads its "
+                       "head's slice of the layer input); run head-prune before gated-attention");
     ImportanceRequest request;
     request.method = parse_importance_method(params_.get_string("importance"));
     request.data = params_.get_string("data");

@@ -8,7 +8,10 @@
 #include <type_traits>
 
 // One header per pass in pass_registry.def, for its info function.
+#include "passes/clipped_softmax_pass.h"
 #include "passes/eval_pass.h"
+#include "passes/finetune_pass.h"
+#include "passes/gated_attention_pass.h"
 #include "passes/head_importance_pass.h"
 #include "passes/head_prune_pass.h"
 #include "passes/outlier_stats_pass.h"

@@ -33,6 +33,7 @@ struct SmoothedInput {
   const char* label;
   std::string norm;                  // canonical prefix of the norm producing it
   std::vector<std::string> readers;  // canonical weight names reading it
+  std::string gate;                  // gated attention: the head gates' weight, which reads it too
 };
 
 std::vector<SmoothedInput> smoothed_inputs(const Model& model, int layer) {
@@ -41,9 +42,10 @@ std::vector<SmoothedInput> smoothed_inputs(const Model& model, int layer) {
   if (structure.has_attention())
     inputs.push_back({ActivationSite::AttentionInput, "attention input", layer_name(layer, "attn_norm"),
                       {layer_name(layer, "attn.q.weight"), layer_name(layer, "attn.k.weight"),
-                       layer_name(layer, "attn.v.weight")}});
+                       layer_name(layer, "attn.v.weight")},
+                      model.attention.gated ? layer_name(layer, "attn.gate.weight") : std::string()});
   if (structure.ffn_width > 0) {
-    SmoothedInput mlp{ActivationSite::MlpInput, "MLP input", layer_name(layer, "mlp_norm"), {}};
+    SmoothedInput mlp{ActivationSite::MlpInput, "MLP input", layer_name(layer, "mlp_norm"), {}, {}};
     if (model.family.block.mlp == MlpKind::GatedSiLU) mlp.readers.push_back(layer_name(layer, "mlp.gate.weight"));
     mlp.readers.push_back(layer_name(layer, "mlp.up.weight"));
     inputs.push_back(mlp);
@@ -108,6 +110,10 @@ void apply_scales(Model& model, const SmoothedInput& input, const std::vector<do
   for (const auto& name : input.readers) {
     const auto& weight = model.tensor(name);
     model.tensors[name] = weight * as_tensor(weight).unsqueeze(0);
+  }
+  if (!input.gate.empty()) {  // [Hq, hidden / Hq]: head h reads channels h * width .. (h + 1) * width
+    const auto& gate = model.tensor(input.gate);
+    model.tensors[input.gate] = (gate.reshape({-1}) * as_tensor(gate)).reshape(gate.sizes());
   }
   for (const char* part : {".weight", ".bias"}) {
     const auto name = input.norm + part;
