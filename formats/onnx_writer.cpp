@@ -80,6 +80,7 @@ class GraphBuilder {
 
   std::string matmul(const std::string& a, const std::string& b) { return output(node("MatMul", {a, b})); }
   std::string add(const std::string& a, const std::string& b) { return output(node("Add", {a, b})); }
+  std::string sub(const std::string& a, const std::string& b) { return output(node("Sub", {a, b})); }
   std::string mul(const std::string& a, const std::string& b) { return output(node("Mul", {a, b})); }
   std::string div(const std::string& a, const std::string& b) { return output(node("Div", {a, b})); }
   std::string pow(const std::string& a, const std::string& b) { return output(node("Pow", {a, b})); }
@@ -117,6 +118,7 @@ class GraphBuilder {
     set_int(n, "axis", axis);
     return output(n);
   }
+  std::string unsqueeze_last(const std::string& x) { return output(node("Unsqueeze", {x, int64s({-1})})); }
   std::string reshape(const std::string& x, const std::vector<std::int64_t>& shape) {
     return output(node("Reshape", {x, int64s(shape)}));
   }
@@ -167,6 +169,14 @@ class GraphBuilder {
     set_ints(n, "axes", {-1});
     set_int(n, "keepdims", 1);
     return output(n);
+  }
+  std::string reduce_sum_last(const std::string& x) {
+    auto& n = node("ReduceSum", {x, int64s({-1})});
+    set_int(n, "keepdims", 0);
+    return output(n);
+  }
+  std::string clip(const std::string& x, float low, float high) {
+    return output(node("Clip", {x, float_scalar(low), float_scalar(high)}));
   }
   std::string softmax_last(const std::string& x) {
     auto& n = node("Softmax", {x});
@@ -249,7 +259,7 @@ class TransformerGraph {
     if (block.causal) add_causal_mask(length);
 
     g_.set_scope("embed");
-    auto x = g_.gather(g_.initializer("embed.weight", model_.tensor("embed.weight")), input_ids);
+    auto x = embedding(input_ids);
     if (block.position == PositionKind::Learned) {
       auto table = g_.initializer("pos_embed.weight", model_.tensor("pos_embed.weight"));
       x = g_.add(x, first_rows(table, length));
@@ -274,8 +284,15 @@ class TransformerGraph {
     std::string output_weight;
     if (model_.config.tied_embeddings) {
       // The embedding, transposed in the graph rather than stored twice; runtimes fold the
-      // Transpose of an initializer when they load the model.
-      output_weight = g_.transpose("embed.weight", {1, 0});
+      // Transpose of an initializer when they load the model. An int8 table is dequantized
+      // whole, so the head computes in float on the (fake-)quantized activation.
+      if (dynamic_values_.count(x)) {
+        // Dequantized with Sub and Mul rather than DequantizeLinear: ONNX Runtime's extended
+        // optimizations would otherwise fold the pair away and feed the head the float values.
+        auto quantized = g_.dynamic_quantize_linear(x);
+        x = g_.mul(g_.sub(g_.cast_to_float(quantized[0]), g_.cast_to_float(quantized[2])), quantized[1]);
+      }
+      output_weight = g_.transpose(embedding_table_, {1, 0});
     } else {
       output_weight = weight_in_out("lm_head.weight", model_.tensor("lm_head.weight"));
     }
@@ -283,6 +300,25 @@ class TransformerGraph {
   }
 
  private:
+  // Token embedding rows. An int8 table (per-row scales) is gathered as int8 and dequantized
+  // row by row, so the work follows the tokens, not the vocabulary.
+  std::string embedding(const std::string& input_ids) {
+    const auto& table = model_.tensor("embed.weight");
+    auto found = model_.quantization.weight_scales.find("embed.weight");
+    if (found == model_.quantization.weight_scales.end()) {
+      embedding_table_ = g_.initializer("embed.weight", table);
+      return g_.gather(embedding_table_, input_ids);
+    }
+    const auto& scales = found->second;
+    auto int8 = g_.initializer("embed.weight.int8", quantize_weight(table, scales, model_.quantization.weight_limit),
+                               "int8 [vocab, hidden]; value = int8 x scale[row]");
+    auto row_scales = g_.initializer("embed.weight.scale", scales);
+    if (model_.config.tied_embeddings)  // a constant expression runtimes fold when they load the model
+      embedding_table_ = g_.mul(g_.cast_to_float(int8), g_.unsqueeze_last(row_scales));
+    auto rows = g_.cast_to_float(g_.gather(int8, input_ids));                       // [B, T, hidden]
+    return g_.mul(rows, g_.unsqueeze_last(g_.gather(row_scales, input_ids)));  // x scale [B, T, 1]
+  }
+
   // Rows 0 .. T of a [max_positions, ...] table.
   std::string first_rows(const std::string& table, const std::string& length) {
     return g_.slice(table, g_.int64s({0}), length, g_.int64s({0}));
@@ -410,9 +446,27 @@ class TransformerGraph {
     const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
     auto scores = g_.mul(g_.matmul(q, k), g_.float_scalar(scale));
     if (model_.family.block.causal) scores = g_.add(scores, causal_mask_);
-    auto context = g_.matmul(g_.softmax_last(scores), v);  // [B, Hkv, g, T, d]
+    auto probabilities = g_.softmax_last(scores);
+    if (const auto& clipped = model_.attention.clipped_softmax) {
+      auto stretched = g_.mul(probabilities, g_.float_scalar(static_cast<float>(clipped->zeta - clipped->gamma)));
+      probabilities = g_.clip(g_.add(stretched, g_.float_scalar(static_cast<float>(clipped->gamma))), 0.0f, 1.0f);
+    }
+    auto context = g_.matmul(probabilities, v);  // [B, Hkv, g, T, d]
+    if (model_.attention.gated) context = g_.mul(context, head_output_gates(layer, x, kv_heads, group));
     context = g_.reshape(g_.transpose(context, {0, 3, 1, 2, 4}), {0, 0, structure.query_heads * head_dim});
     return linear(layer, "attn.o", activation(layer, ActivationSite::AttentionContext, context));
+  }
+
+  // Gated attention: sigmoid(<w_h, x_h> + b_h) per query head and position, shaped
+  // [B, Hkv, g, T, 1] to scale the grouped context.
+  std::string head_output_gates(int layer, const std::string& x, std::int64_t kv_heads, std::int64_t group) {
+    const auto weight_name = layer_name(layer, "attn.gate.weight");
+    const auto& weight = model_.tensor(weight_name);  // [Hq, hidden / Hq]
+    auto slices = g_.reshape(x, {0, 0, weight.size(0), weight.size(1)});
+    auto products = g_.mul(slices, g_.initializer(weight_name, weight));
+    const auto bias_name = layer_name(layer, "attn.gate.bias");
+    auto gates = g_.sigmoid(g_.add(g_.reduce_sum_last(products), g_.initializer(bias_name, model_.tensor(bias_name))));
+    return g_.reshape(g_.transpose(gates, {0, 2, 1}), {0, kv_heads, group, -1, 1});
   }
 
   std::string mlp(int layer, const std::string& x) {
@@ -450,6 +504,7 @@ class TransformerGraph {
   const Model& model_;
   GraphBuilder& g_;
   std::string rotary_cos_, rotary_sin_, causal_mask_;
+  std::string embedding_table_;  // float [vocab, hidden], for a tied output head
   std::set<std::string> dynamic_values_;  // activations quantized at run time
   std::map<std::string, std::vector<std::string>> dynamic_inputs_;  // activation -> DynamicQuantizeLinear outputs
 };

@@ -43,10 +43,12 @@ std::vector<std::string> parse_patterns(const std::string& text, const std::stri
   return patterns;
 }
 
-// The linear layers of the model: each weight and the activation site it reads.
+// The linear layers of the model: each weight, the activation site it reads, and the name
+// exclude patterns match (the weight's own, or lm_head.weight for a tied output head).
 struct Linear {
   std::string weight;
   std::string site;
+  std::string name = weight;
 };
 
 std::vector<Linear> linear_layers(const Model& model) {
@@ -64,7 +66,10 @@ std::vector<Linear> linear_layers(const Model& model) {
       linears.push_back({layer_name(layer, "mlp.down.weight"), site_key(layer, ActivationSite::MlpHidden)});
     }
   }
-  if (!model.config.tied_embeddings) linears.push_back({"lm_head.weight", site_key(-1, ActivationSite::FinalHidden)});
+  if (model.config.tied_embeddings)
+    linears.push_back({"embed.weight", site_key(-1, ActivationSite::FinalHidden), "lm_head.weight"});
+  else
+    linears.push_back({"lm_head.weight", site_key(-1, ActivationSite::FinalHidden)});
   return linears;
 }
 
@@ -88,7 +93,8 @@ class QuantizePass : public Pass {
     for (const auto& linear : linears) {
       bool skip = false;
       for (const auto& pattern : patterns)
-        if (glob_match(pattern.c_str(), linear.weight.c_str())) skip = pattern_used[pattern] = true;
+        if (glob_match(pattern.c_str(), linear.name.c_str()) || glob_match(pattern.c_str(), linear.weight.c_str()))
+          skip = pattern_used[pattern] = true;
       if (skip)
         excluded.push_back(linear.weight);
       else
@@ -96,8 +102,9 @@ class QuantizePass : public Pass {
     }
     for (const auto& pattern : patterns)
       if (!pattern_used[pattern]) warnings.push_back("exclude pattern \"" + pattern + "\" matches no quantizable weight");
-    if (model.config.tied_embeddings)
-      warnings.push_back("the output head is tied to the embedding and stays float");
+    if (model.config.tied_embeddings &&
+        std::any_of(quantized.begin(), quantized.end(), [](const Linear& linear) { return linear.weight == "embed.weight"; }))
+      warnings.push_back("the output head is tied to the embedding: the embedding table is quantized with it");
 
     // A site is quantized when every linear reading it is.
     std::set<std::string> sites;

@@ -6,12 +6,14 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/model_loader.h"
 #include "executor/executor.h"
 #include "formats/onnx_writer.h"
 #include "formats/safetensors.h"
+#include "formats/safetensors_model_writer.h"
 #include "onnx_runtime.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
@@ -54,12 +56,21 @@ class Quantize : public ::testing::Test {
     auto ids = testing::random_ids(quantized.config.vocab, 2, length, 7);
     at::NoGradGuard no_grad;
     auto expected = Executor(quantized).forward(ids);
+    // The same int8 model evaluated in double: float evaluations that sum in different orders
+    // can land on different sides of a rounding boundary of the activation quantizer, and one
+    // int8 step in one activation moves logits by up to a few hundredths. ONNX Runtime has to
+    // agree with one of the two evaluations.
+    Model in_double = quantized.clone();
+    for (auto& [name, tensor] : in_double.tensors) tensor = tensor.to(at::kDouble);
+    auto precise = Executor(in_double).forward(ids).to(at::kFloat);
     Model float_model = load_model(model_location(recipe.model));
     const double scale = Executor(float_model).forward(ids).abs().max().item<double>();
     auto from_onnx = testing::run_in_onnx_runtime(onnx_path, ids, quantized.config.vocab, folder, optimization);
     ASSERT_TRUE(from_onnx.defined());
-    const double difference = (from_onnx - expected).abs().max().item<double>();
-    EXPECT_LE(difference, 1e-3 * scale) << params << ": max |ORT - executor| " << difference << ", max |logit| " << scale;
+    const double to_float = (from_onnx - expected).abs().max().item<double>();
+    const double to_double = (from_onnx - precise).abs().max().item<double>();
+    EXPECT_LE(std::min(to_float, to_double), 1e-3 * scale)
+        << params << ": max |ORT - executor| " << to_float << " (float), " << to_double << " (double), max |logit| " << scale;
     EXPECT_GT((expected - Executor(float_model).forward(ids)).abs().max().item<double>(), 0.0) << "nothing was quantized";
   }
 
@@ -85,8 +96,35 @@ TEST_F(Quantize, MseWeightsAndRanges) {
   expect_onnx_matches_executor(stories_, stories_data_, "mode: w8a8, weights: mse", 32);
   expect_onnx_matches_executor(makemore_, makemore_data_, "mode: w8a8, range: mse", 16);
 }
-// Ranges that clip many activations (moving-average, or percentile with symmetric ranges) still
-// disagree with ONNX Runtime by up to 0.3 logits: an open problem, so only the ranges are checked.
+TEST_F(Quantize, ClippingRangesMatchExecutor) {
+  expect_onnx_matches_executor(makemore_, makemore_data_, "mode: w8a8, range: moving-average", 16);
+  expect_onnx_matches_executor(stories_, stories_data_, "mode: w8a8, range: moving-average", 64);
+  expect_onnx_matches_executor(stories_, stories_data_, "mode: w8a8, range: percentile, activations: symmetric", 64);
+}
+TEST_F(Quantize, TiedEmbeddingIsQuantizedWithTheOutputHead) {
+  expect_onnx_matches_executor(stories_, stories_data_, "mode: w8a8, exclude: \"\"", 48);
+  // At ONNX Runtime's extended level the dynamic head's input is normalized by a fused kernel;
+  // there the float and double evaluations of this model already differ by 0.4 (rounding flips of
+  // one per-tensor quantizer over the whole final hidden state), so it is compared unfused.
+  expect_onnx_matches_executor(stories_, stories_data_, "mode: dynamic, exclude: \"\"", 48, "basic");
+  testing::TemporaryFolder folder;
+  Progress quiet(false);
+  Model quantized;
+  run_recipe(parse_recipe(recipe_for(stories_, stories_data_, "exclude: \"\"", folder / "int8.onnx"), "q.yaml"), RunOptions{}, quiet,
+             &quantized);
+  ASSERT_TRUE(quantized.quantization.weight_scales.count("embed.weight"));
+  // Nothing large stays float: the table is stored once, as int8 (the rotary tables are the
+  // largest float initializers left).
+  onnx::ModelProto proto;
+  std::ifstream in(folder / "int8.onnx", std::ios::binary);
+  ASSERT_TRUE(proto.ParseFromIstream(&in));
+  for (const auto& tensor : proto.graph().initializer())
+    if (tensor.raw_data().size() > 16384 && tensor.name().rfind("rotary.", 0) != 0)
+      EXPECT_EQ(tensor.data_type(), onnx::TensorProto::INT8) << tensor.name();
+  write_safetensors_model(quantized, folder / "int8");
+  const auto loaded = load_model(ModelLocation{folder / "int8"});
+  EXPECT_TRUE(at::equal(loaded.tensor("embed.weight"), quantized.tensor("embed.weight")));
+}
 TEST_F(Quantize, MovingAverageRangesLieInsideMinMax) {
   testing::TemporaryFolder folder;
   Progress quiet(false);
