@@ -5,15 +5,10 @@
 #include "core/model.h"
 #include "passes/pass_context.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 
 namespace lathe {
 namespace {
-
-std::string fixed(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.4g", value);
-  return buffer;
-}
 
 class ClippedSoftmaxPass : public Pass {
  public:
@@ -40,11 +35,11 @@ class ClippedSoftmaxPass : public Pass {
       context.statistics["alpha"] = alpha;
       context.statistics["length"] = length;
     }
-    context.summary.push_back("softmax -> clip((zeta - gamma) softmax + gamma, 0, 1), gamma " + fixed(clipped.gamma) +
+    context.summary.push_back("softmax -> clip((zeta - gamma) softmax + gamma, 0, 1), gamma " + number_text(clipped.gamma) +
                               (given_gamma < 0 ? std::string()
-                                               : " (-" + fixed(alpha) + " / " + std::to_string(length) + ")") +
-                              ", zeta " + fixed(clipped.zeta) + "; probabilities below " +
-                              fixed(-clipped.gamma / (clipped.zeta - clipped.gamma)) + " become 0");
+                                               : " (-" + number_text(alpha) + " / " + std::to_string(length) + ")") +
+                              ", zeta " + number_text(clipped.zeta) + "; probabilities below " +
+                              number_text(-clipped.gamma / (clipped.zeta - clipped.gamma)) + " become 0");
     return PreservedAnalyses::none();
   }
 

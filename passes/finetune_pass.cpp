@@ -8,16 +8,11 @@
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 #include "support/progress.h"
 
 namespace lathe {
 namespace {
-
-std::string fixed(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.4g", value);
-  return buffer;
-}
 
 // The tensors `train` names: the head gates; the attention blocks (their norms, projections
 // and gates); or every tensor.
@@ -62,8 +57,8 @@ class FinetunePass : public Pass {
     const double before = distillation_loss(model, teacher, batches);
     auto history = distill(model, teacher, batches, options, [&](const DistillationStep& step) {
       context.progress.update("finetune: step " + std::to_string(step.step) + "/" + std::to_string(options.steps) +
-                              "  loss " + fixed(step.loss) + "  attention output max |x| " +
-                              fixed(step.max_inf_norm) + "  kurtosis " + fixed(step.mean_kurtosis));
+                              "  loss " + number_text(step.loss) + "  attention output max |x| " +
+                              number_text(step.max_inf_norm) + "  kurtosis " + number_text(step.mean_kurtosis));
     });
     context.progress.finish();
     const double after = distillation_loss(model, teacher, batches);
@@ -87,11 +82,11 @@ class FinetunePass : public Pass {
     context.summary.push_back("trained " + train + " (" + std::to_string(options.trainable.size()) + " tensors, " +
                               std::to_string(parameters) + " parameters), " + std::to_string(options.steps) +
                               " AdamW steps on " + data + ", distilling from the loaded model");
-    context.summary.push_back("KL to the loaded model: " + fixed(before) + " -> " + fixed(after));
+    context.summary.push_back("KL to the loaded model: " + number_text(before) + " -> " + number_text(after));
     if (!history.empty())
-      context.summary.push_back("attention output: max |x| " + fixed(history.front().max_inf_norm) + " -> " +
-                                fixed(history.back().max_inf_norm) + ", mean kurtosis " +
-                                fixed(history.front().mean_kurtosis) + " -> " + fixed(history.back().mean_kurtosis) +
+      context.summary.push_back("attention output: max |x| " + number_text(history.front().max_inf_norm) + " -> " +
+                                number_text(history.back().max_inf_norm) + ", mean kurtosis " +
+                                number_text(history.front().mean_kurtosis) + " -> " + number_text(history.back().mean_kurtosis) +
                                 " (first and last step)");
     return PreservedAnalyses::none();
   }

@@ -10,17 +10,12 @@
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 #include "support/progress.h"
 #include "support/svg_heatmap.h"
 
 namespace lathe {
 namespace {
-
-std::string fixed(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.4g", value);
-  return buffer;
-}
 
 std::string data_entry(const PassContext& context, const std::string& requested) {
   return context.data.require_calibration_entry(requested, context.where, "head importance");
@@ -51,8 +46,8 @@ class HeadImportancePass : public Pass {
     const auto count = std::min<std::size_t>(5, ranking.size());
     std::string least = "least important:", most = "most important:";
     for (std::size_t i = 0; i < count; ++i) {
-      least += " " + ranking[i].id.str() + "=" + fixed(ranking[i].score);
-      most += " " + ranking[ranking.size() - 1 - i].id.str() + "=" + fixed(ranking[ranking.size() - 1 - i].score);
+      least += " " + ranking[i].id.str() + "=" + number_text(ranking[i].score);
+      most += " " + ranking[ranking.size() - 1 - i].id.str() + "=" + number_text(ranking[ranking.size() - 1 - i].score);
     }
     context.summary = {params_.get_string("method") + (params_.get_bool("normalize") ? ", normalized per layer" : ""),
                        least, most};

@@ -11,8 +11,9 @@
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
-#include "support/svg_heatmap.h"
+#include "support/number_text.h"
 #include "support/progress.h"
+#include "support/svg_heatmap.h"
 
 namespace lathe {
 namespace {
@@ -24,12 +25,6 @@ struct MeasuredSite {
 };
 constexpr MeasuredSite kMeasured[] = {{ActivationSite::AttentionOutput, "attention output"},
                                       {ActivationSite::MlpOutput, "FFN output"}};
-
-std::string fixed(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.4g", value);
-  return buffer;
-}
 
 // Three significant digits, for labels on narrow bars.
 std::string short_number(double value) {
@@ -131,7 +126,7 @@ std::string bar_chart_svg(const std::vector<std::vector<SiteRow>>& rows, const s
         << "\" stroke=\"#444\"/>\n"
         << "<line x1=\"" << kLeft << "\" y1=\"" << top << "\" x2=\"" << kLeft << "\" y2=\"" << bottom
         << "\" stroke=\"#444\"/>\n"
-        << "<text x=\"" << kLeft - 4 << "\" y=\"" << top + 4 << "\" text-anchor=\"end\">" << fixed(high) << "</text>\n"
+        << "<text x=\"" << kLeft - 4 << "\" y=\"" << top + 4 << "\" text-anchor=\"end\">" << number_text(high) << "</text>\n"
         << "<text x=\"" << kLeft - 4 << "\" y=\"" << bottom << "\" text-anchor=\"end\">0</text>\n";
     for (int layer = 0; layer < layers; ++layer) {
       const int x0 = kLeft + layer * group + kGap / 2;
@@ -144,7 +139,7 @@ std::string bar_chart_svg(const std::vector<std::vector<SiteRow>>& rows, const s
         const int bar = static_cast<int>(std::lround(kPanel * value / high));
         svg << "<rect x=\"" << x0 + s * kBar << "\" y=\"" << bottom - bar << "\" width=\"" << kBar - 2
             << "\" height=\"" << bar << "\" fill=\"" << kColors[s] << "\"><title>layer " << layer << ", "
-            << kMeasured[s].label << ": " << fixed(value) << "; outlier channels: " << row.outliers.size()
+            << kMeasured[s].label << ": " << number_text(value) << "; outlier channels: " << row.outliers.size()
             << "</title></rect>\n"
             << "<text x=\"" << x0 + s * kBar + (kBar - 2) / 2 << "\" y=\"" << bottom - bar - 3
             << "\" text-anchor=\"middle\" font-size=\"9\">" << short_number(value) << "</text>\n";
@@ -220,9 +215,9 @@ nlohmann::json over_layers_json(const SiteRows& rows, std::vector<std::string>& 
                                                        {"worst_kurtosis_layer", kurt.worst},
                                                        {"outlier_channels", outliers}};
     if (norm.worst < 0) continue;
-    summary.push_back(std::string(kMeasured[s].label) + ": inf-norm mean " + fixed(norm.mean) + ", max " +
-                      fixed(norm.max) + " (layer " + std::to_string(norm.worst) + "); kurtosis mean " +
-                      fixed(kurt.mean) + ", max " + fixed(kurt.max) + " (layer " + std::to_string(kurt.worst) + "); " +
+    summary.push_back(std::string(kMeasured[s].label) + ": inf-norm mean " + number_text(norm.mean) + ", max " +
+                      number_text(norm.max) + " (layer " + std::to_string(norm.worst) + "); kurtosis mean " +
+                      number_text(kurt.mean) + ", max " + number_text(kurt.max) + " (layer " + std::to_string(kurt.worst) + "); " +
                       std::to_string(outliers) + " outlier channels");
   }
   return result;
@@ -274,7 +269,7 @@ class OutlierStatsPass : public Pass {
     const auto over_all = over_layers_json(rows, context.summary);
     const auto frequent = frequent_outliers(rows);
     if (!frequent.empty())
-      context.summary.push_back("outlier channels (beyond " + fixed(sigmas) + " std) found most often: " + frequent);
+      context.summary.push_back("outlier channels (beyond " + number_text(sigmas) + " std) found most often: " + frequent);
     context.statistics = {{"data", data},       {"max_tokens", max_tokens}, {"tokens", tokens},
                           {"samples", samples}, {"sigmas", sigmas},         {"over_layers", over_all},
                           {"layers", layers_json(statistics, rows)}};

@@ -15,17 +15,12 @@
 #include "executor/needle_haystack.h"
 #include "passes/needle_setup.h"
 #include "passes/pass_context.h"
+#include "support/number_text.h"
 #include "support/progress.h"
 #include "support/svg_heatmap.h"
 
 namespace lathe {
 namespace {
-
-std::string fixed(double value, const char* format = "%.3f") {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, format, value);
-  return buffer;
-}
 
 double mean(const std::vector<double>& values) {
   return values.empty() ? 0.0 : std::accumulate(values.begin(), values.end(), 0.0) / static_cast<double>(values.size());
@@ -102,12 +97,12 @@ class RetrievalHeadsPass : public Pass {
     for (const auto& head : protected_heads(model)) stats["protected"].push_back(head.str());
 
     context.summary.push_back(std::to_string(retrieval.size()) + " of " + std::to_string(ranking.size()) +
-                              " heads score >= " + fixed(threshold, "%.2f") + " (" + stats["mode"].get<std::string>() +
+                              " heads score >= " + number_text(threshold, "%.2f") + " (" + stats["mode"].get<std::string>() +
                               ", " + std::to_string(counted.size()) + "/" + std::to_string(tests.size()) +
-                              " tests counted, needle recall " + fixed(mean(results.recall)) + ")");
+                              " tests counted, needle recall " + number_text(mean(results.recall), "%.3f") + ")");
     std::string top = "top heads:";
     for (std::size_t i = 0; i < std::min<std::size_t>(8, ranking.size()); ++i)
-      top += " " + ranking[i].id.str() + "=" + fixed(ranking[i].score);
+      top += " " + ranking[i].id.str() + "=" + number_text(ranking[i].score, "%.3f");
     context.summary.push_back(top);
 
     write_tables(model, scores, retrieval, context);
@@ -131,7 +126,7 @@ class RetrievalHeadsPass : public Pass {
       widest = std::max(widest, scores[layer].size());
       for (int head = 0; head < static_cast<int>(scores[layer].size()); ++head) {
         const bool marked = std::find(retrieval.begin(), retrieval.end(), HeadId{layer, head}) != retrieval.end();
-        csv << layer << "," << head << "," << fixed(scores[layer][head], "%.6f") << "," << (marked ? 1 : 0) << "\n";
+        csv << layer << "," << head << "," << number_text(scores[layer][head], "%.6f") << "," << (marked ? 1 : 0) << "\n";
       }
     }
     for (std::size_t head = 0; head < widest; ++head) heatmap.column_labels.push_back(std::to_string(head));
@@ -158,7 +153,7 @@ class RetrievalHeadsPass : public Pass {
       if (std::find(retrieval.begin(), retrieval.end(), head.id) == retrieval.end()) others.push_back(head.id);
     const auto seeds = params_.get_int("ablation_seeds");
     auto table = nlohmann::json::array();
-    std::string line = "removal (NIAH recall " + fixed(baseline) + "):";
+    std::string line = "removal (NIAH recall " + number_text(baseline, "%.3f") + "):";
     for (std::size_t k : {1u, 2u, 4u, 8u}) {
       if (k > ranking.size()) break;
       std::vector<HeadId> top;
@@ -180,8 +175,8 @@ class RetrievalHeadsPass : public Pass {
         row["random_recall"] = mean(random_recalls);
         row["random_drop"] = baseline - mean(random_recalls);
       }
-      line += " top-" + std::to_string(k) + " " + fixed(top_recall) +
-              (random_recalls.empty() ? "" : " vs random " + fixed(mean(random_recalls)));
+      line += " top-" + std::to_string(k) + " " + number_text(top_recall, "%.3f") +
+              (random_recalls.empty() ? "" : " vs random " + number_text(mean(random_recalls), "%.3f"));
       table.push_back(row);
     }
     context.progress.finish();

@@ -15,17 +15,12 @@
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 
 namespace lathe {
 namespace {
 
 constexpr double kMinScale = 1e-5, kMaxScale = 1e5;
-
-std::string fixed(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.4g", value);
-  return buffer;
-}
 
 // A normalized input of a block and the linear maps that read it.
 struct SmoothedInput {
@@ -201,13 +196,13 @@ class SmoothPass : public Pass {
 
     const double lowest = all_scales.empty() ? 1.0 : *std::min_element(all_scales.begin(), all_scales.end());
     const double highest = all_scales.empty() ? 1.0 : largest(all_scales);
-    context.summary.push_back("alpha " + fixed(alpha) + (power_of_two ? ", power-of-two scales" : "") + ", " +
-                              std::to_string(tokens) + " tokens of " + data + "; scales " + fixed(lowest) + " .. " +
-                              fixed(highest));
+    context.summary.push_back("alpha " + number_text(alpha) + (power_of_two ? ", power-of-two scales" : "") + ", " +
+                              std::to_string(tokens) + " tokens of " + data + "; scales " + number_text(lowest) + " .. " +
+                              number_text(highest));
     for (const auto& [site, total] : totals)
-      context.summary.push_back(total.label + ": max |x| " + fixed(mean(total.max_before)) + " -> " +
-                                fixed(mean(total.max_after)) + ", channel peak/mean " +
-                                fixed(mean(total.ratio_before)) + " -> " + fixed(mean(total.ratio_after)) +
+      context.summary.push_back(total.label + ": max |x| " + number_text(mean(total.max_before)) + " -> " +
+                                number_text(mean(total.max_after)) + ", channel peak/mean " +
+                                number_text(mean(total.ratio_before)) + " -> " + number_text(mean(total.ratio_after)) +
                                 " (mean over layers)");
     context.statistics = {{"alpha", alpha},       {"power_of_two", power_of_two}, {"data", data},
                           {"tokens", tokens},     {"min_scale", lowest},          {"max_scale", highest},
