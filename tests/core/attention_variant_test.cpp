@@ -133,10 +133,9 @@ TEST_P(AttentionVariants, QuantizedGatedModelMatchesInOnnxRuntime) {
   testing::TemporaryFolder folder;
   write_onnx(model, folder / "int8.onnx");
   const auto ids = testing::random_ids(model.config.vocab, 2, std::min<std::int64_t>(32, model.config.max_positions), 9);
-  const auto expected = logits(model, ids);
   const auto from_onnx = testing::run_in_onnx_runtime(folder / "int8.onnx", ids, model.config.vocab, folder);
   ASSERT_TRUE(from_onnx.defined());
-  EXPECT_LE(max_difference(from_onnx, expected), 1e-3 * expected.abs().max().item<double>());
+  testing::expect_int8_logits_agree(from_onnx, model, ids, logits(model, ids).abs().max().item<double>(), "gated int8");
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, AttentionVariants, ::testing::Values(&stories, &makemore),

@@ -9,6 +9,9 @@
 #include <random>
 #include <sstream>
 
+#include "core/model.h"
+#include "executor/executor.h"
+
 namespace lathe::testing {
 
 namespace fs = std::filesystem;
@@ -77,6 +80,28 @@ at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids
     return {};
   }
   return at::from_blob(bytes.data(), {ids.size(0), ids.size(1), vocab}, at::kFloat).clone();
+}
+
+void expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
+                              const std::string& what) {
+  at::NoGradGuard no_grad;
+  Model in_double = quantized.clone();
+  for (auto& [name, tensor] : in_double.tensors) tensor = tensor.to(at::kDouble);
+  struct Agreement {
+    double median, off_fraction, max;
+  };
+  auto agreement = [&](const Model& model) {
+    auto reference = Executor(model).forward(ids).to(at::kFloat);
+    auto rows = (from_onnx - reference).abs().amax(-1).flatten();
+    return Agreement{rows.median().item<double>(), (rows > 1e-3 * scale).to(at::kDouble).mean().item<double>(),
+                     rows.max().item<double>()};
+  };
+  const auto with_float = agreement(quantized), with_double = agreement(in_double);
+  const auto& closer = with_float.off_fraction <= with_double.off_fraction ? with_float : with_double;
+  EXPECT_LE(closer.median, 1e-4 * scale) << what;
+  EXPECT_LE(closer.off_fraction, 0.05) << what << ": positions off by more than " << 1e-3 * scale << ": "
+                                       << with_float.off_fraction << " against float (max " << with_float.max << "), "
+                                       << with_double.off_fraction << " against double (max " << with_double.max << ")";
 }
 
 }  // namespace lathe::testing
