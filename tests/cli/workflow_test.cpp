@@ -78,6 +78,13 @@ TEST(Cli, ValidatePrintsTheRecipeWithDefaults) {
   EXPECT_NE(result.out.find("batch_size"), std::string::npos) << result.out;
 }
 
+TEST(Cli, Int8RecipeValidates) {
+  auto result = run_lathe({"validate", "recipes/int8.yaml"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  for (const char* pass : {"gated-attention", "finetune", "quantize"})
+    EXPECT_NE(result.out.find(pass), std::string::npos) << pass << " not in:\n" << result.out;
+}
+
 class RunRecipe : public ::testing::Test {
  protected:
   std::filesystem::path write_recipe(const std::string& model_lines, const std::string& data_lines,
