@@ -42,9 +42,13 @@ std::filesystem::path default_report_path(const Recipe& recipe) {
 }
 
 std::string thousands(std::int64_t value) {
-  auto digits = std::to_string(value);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return digits;
+  const auto digits = std::to_string(value);
+  std::string grouped;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') grouped += ',';
+    grouped += digits[i];
+  }
+  return grouped;
 }
 
 const char* norm_name(NormKind kind) { return kind == NormKind::RMS ? "RMSNorm" : "LayerNorm"; }
@@ -102,6 +106,15 @@ int inspect_command(const InspectCommand& command) {
                              {"layers", layers},                   {"parameters", model.parameter_count()},
                              {"bytes_on_disk", model.source.bytes_on_disk}};
       if (!model.annotations.empty()) json["annotations"] = model.annotations;
+      if (model.attention.active()) {
+        json["attention"] = {{"gated", model.attention.gated}};
+        if (const auto& clipped = model.attention.clipped_softmax)
+          json["attention"]["clipped_softmax"] = {{"gamma", clipped->gamma}, {"zeta", clipped->zeta}};
+      }
+      if (model.quantization.active())
+        json["quantization"] = {{"mode", quantization_mode_name(model.quantization.mode)},
+                                {"int8_weights", model.quantization.weight_scales.size()},
+                                {"weight_limit", model.quantization.weight_limit}};
       if (command.tensors)
         for (const auto& [name, tensor] : model.tensors) json["tensors"][name] = tensor.sizes().vec();
       std::cout << json.dump(2) << "\n";
@@ -134,6 +147,17 @@ int inspect_command(const InspectCommand& command) {
               << "vocab        " << model.config.vocab << "\n"
               << "positions    " << model.config.max_positions << "\n"
               << "parameters   " << thousands(model.parameter_count()) << "\n";
+    if (model.attention.active()) {
+      std::cout << "attention    ";
+      if (model.attention.gated) std::cout << "gated heads" << (model.attention.clipped_softmax ? ", " : "");
+      if (const auto& clipped = model.attention.clipped_softmax)
+        std::cout << "clipped softmax (gamma " << clipped->gamma << ", zeta " << clipped->zeta << ")";
+      std::cout << "\n";
+    }
+    if (model.quantization.active())
+      std::cout << "quantized    " << quantization_mode_name(model.quantization.mode) << ", "
+                << model.quantization.weight_scales.size() << " int8 weights (|q| <= "
+                << model.quantization.weight_limit << ")\n";
     if (command.tensors)
       for (const auto& [name, tensor] : model.tensors) std::cout << "  " << name << " " << tensor.sizes() << "\n";
     return kExitOk;

@@ -127,6 +127,28 @@ TEST_F(RunRecipe, WritesModelsAndReportAndRoundTripsBitForBit) {
     EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
 }
 
+TEST_F(RunRecipe, Int8PipelineWritesModelsThatInspectShows) {
+  const auto tokens = shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string();
+  const auto recipe = scratch_ / "int8.yaml";
+  write_text(recipe, "model: " + shared_path("models/stories260K/hf").string() + "\ndata:\n  calibration: {tokens: " + tokens +
+                         ", seq_len: 128, batch_size: 4, max_tokens: 2048}\n  eval: {tokens: " + tokens +
+                         ", max_tokens: 2048}\npasses:\n  - gated-attention: {}\n  - clipped-softmax: {alpha: 2}\n"
+                         "  - finetune: {steps: 3}\n  - quantize: {}\n  - eval: {}\noutputs:\n  - {format: onnx, path: " +
+                         (scratch_ / "out/int8.onnx").string() + "}\n  - {format: safetensors, path: " +
+                         (scratch_ / "out/int8").string() + "}\n");
+  auto result = run_lathe({"run", recipe.string(), "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  for (const char* line : {"40 head gates", "trained gates", "KL to the loaded model", "w8a8: 35 int8 weights"})
+    EXPECT_NE(result.out.find(line), std::string::npos) << line << " not in:\n" << result.out;
+  auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  EXPECT_EQ(report["passes"][2]["statistics"]["history"].size(), 3u);
+  auto inspected = run_lathe({"inspect", (scratch_ / "out/int8").string()});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  for (const char* line : {"attention    gated heads, clipped softmax (gamma -0.00390625, zeta 1)",
+                           "quantized    w8a8, 35 int8 weights (|q| <= 63)"})
+    EXPECT_NE(inspected.out.find(line), std::string::npos) << line << " not in:\n" << inspected.out;
+}
+
 TEST_F(RunRecipe, PyTorchStateDictBecomesTheSameSafetensors) {
   auto recipe = write_recipe("model: {path: " + shared_path("models/makemore-names-gpt/original/model.pt").string() +
                                  ", config: " + shared_path("models/makemore-names-gpt/hf/config.json").string() + "}",

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -82,7 +83,7 @@ at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids
   return at::from_blob(bytes.data(), {ids.size(0), ids.size(1), vocab}, at::kFloat).clone();
 }
 
-void expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
+double expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
                               const std::string& what) {
   at::NoGradGuard no_grad;
   Model in_double = quantized.clone();
@@ -102,6 +103,7 @@ void expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantize
   EXPECT_LE(closer.off_fraction, 0.05) << what << ": positions off by more than " << 1e-3 * scale << ": "
                                        << with_float.off_fraction << " against float (max " << with_float.max << "), "
                                        << with_double.off_fraction << " against double (max " << with_double.max << ")";
+  return std::min(with_float.max, with_double.max);
 }
 
 }  // namespace lathe::testing
