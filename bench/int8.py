@@ -20,7 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATHE = os.path.join(ROOT, "build", "lathe")
 RANDOM_LLAMA = os.path.join(ROOT, "build", "bench", "random_llama_checkpoint")
-RUN_ONNX = os.path.join(ROOT, "tests", "node", "run_onnx.js")
+LATENCY = os.path.join(ROOT, "bench", "onnx_latency.js")
 SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared"))
 TOKENS = os.path.join(SHARED, "data", "tinystories-valid", "tinystories_valid_head.tok512.u16.bin")
 
@@ -132,26 +132,19 @@ def sizes(bench, label, model, seq_len, folder):
     return paths
 
 
-def speed(threads, paths, input_path, rounds=5, runs=20):
-    best = {}
-    for round_index in range(rounds):
-        for name in ("float", "w8a8", "dynamic"):
-            out = subprocess.run(["node", RUN_ONNX, paths[name], input_path, "1", "256", paths[name] + ".out.bin",
-                                  "--threads", str(threads), "--bench", str(runs)], capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit("onnxruntime failed on %s:\n%s" % (paths[name], out.stderr))
-            timing = json.loads(out.stdout)
-            print("  round %d %-8s mean %8.2f ms  min %8.2f ms" % (round_index + 1, name, timing["mean_ms"], timing["min_ms"]),
-                  flush=True)
-            previous = best.get(name, (1e30, 1e30))
-            best[name] = (min(previous[0], timing["mean_ms"]), min(previous[1], timing["min_ms"]))
-    print("batch 1 x 256 tokens, onnxruntime-node, %d intra-op thread(s), %d timed runs after 2 warm-ups, best of %d rounds:"
-          % (threads, runs, rounds))
-    for name in ("float", "w8a8", "dynamic"):
-        ratio = best["float"][0] / best[name][0]
-        print("%-8s mean %8.2f ms  min %8.2f ms  speed-up vs float %.2fx (mean), %.2fx (min)" %
-              (name, best[name][0], best[name][1], ratio, best["float"][1] / best[name][1]))
-    fastest = max(best["float"][0] / best[n][0] for n in ("w8a8", "dynamic"))
+def speed(threads, paths, input_path, rounds=150):
+    """Float, QDQ and dynamic ONNX of the same model, run interleaved in one ONNX Runtime process."""
+    out = subprocess.run(["node", LATENCY, input_path, "1", "256", str(rounds), str(threads),
+                          paths["float"], paths["w8a8"], paths["dynamic"]], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("onnxruntime failed:\n%s" % out.stderr)
+    results = json.loads(out.stdout)
+    print("batch 1 x 256 tokens, onnxruntime-node, %d intra-op thread(s), %d interleaved rounds after 2 warm-ups:"
+          % (threads, rounds))
+    for name, result in zip(("float", "w8a8", "dynamic"), results):
+        print("%-8s median %8.2f ms  min %8.2f ms  speed-up vs float: median of per-round ratios %.2fx, of minima %.2fx" %
+              (name, result["median_ms"], result["min_ms"], result["speedup"], results[0]["min_ms"] / result["min_ms"]))
+    fastest = max(r["speedup"] for r in results[1:])
     print("faster int8 form: %.2fx; goal >= 1.5x: %s" % (fastest, "yes" if fastest >= 1.5 else "NO"))
 
 
