@@ -9,6 +9,7 @@
 #include "core/model.h"
 #include "executor/executor.h"
 #include "executor/outlier_stats.h"
+#include "support/errors.h"
 
 namespace lathe {
 namespace {
@@ -102,8 +103,8 @@ std::vector<DistillationStep> distill(Model& student, const Model& teacher, cons
     record.mean_kurtosis = kurtosis_count > 0 ? kurtosis_sum / static_cast<double>(kurtosis_count)
                                               : std::numeric_limits<double>::quiet_NaN();
     if (!std::isfinite(record.loss))
-      throw std::runtime_error("fine-tuning diverged at step " + std::to_string(step) +
-                               " (loss is not finite); lower the learning rate");
+      throw InputError("fine-tuning diverged at step " + std::to_string(step) +
+                       " (the loss is not finite); lower the learning rate");
 
     // AdamW with bias correction; the rate decays linearly from learning_rate to 0.
     const double rate = options.learning_rate * (1.0 - static_cast<double>(step - 1) / static_cast<double>(options.steps));
@@ -127,7 +128,11 @@ std::vector<DistillationStep> distill(Model& student, const Model& teacher, cons
     history.push_back(record);
     if (on_step) on_step(record);
   }
-  for (const auto& name : options.trainable) student.tensors[name] = student.tensors[name].detach();
+  for (const auto& name : options.trainable) {
+    student.tensors[name] = student.tensors[name].detach();
+    if (!student.tensors[name].isfinite().all().item<bool>())
+      throw InputError("fine-tuning diverged: " + name + " holds values that are not finite; lower the learning rate");
+  }
   return history;
 }
 

@@ -39,6 +39,7 @@ struct DistillationStep {
 
 // Trains `student` in place, one batch per step, cycling through `batches`. The trained tensors
 // are replaced by new ones (loaded tensors may be read-only maps). `on_step` sees every step.
+// A loss that stops being finite is an InputError (the learning rate is too high).
 std::vector<DistillationStep> distill(Model& student, const Model& teacher, const std::vector<EvalBatch>& batches,
                                       const DistillationOptions& options,
                                       const std::function<void(const DistillationStep&)>& on_step = {});

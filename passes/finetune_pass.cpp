@@ -55,11 +55,16 @@ class FinetunePass : public Pass {
 
     const auto& teacher = context.original;
     const double before = distillation_loss(model, teacher, batches);
-    auto history = distill(model, teacher, batches, options, [&](const DistillationStep& step) {
-      context.progress.update("finetune: step " + std::to_string(step.step) + "/" + std::to_string(options.steps) +
-                              "  loss " + number_text(step.loss) + "  attention output max |x| " +
-                              number_text(step.max_inf_norm) + "  kurtosis " + number_text(step.mean_kurtosis));
-    });
+    std::vector<DistillationStep> history;
+    try {
+      history = distill(model, teacher, batches, options, [&](const DistillationStep& step) {
+        context.progress.update("finetune: step " + std::to_string(step.step) + "/" + std::to_string(options.steps) +
+                                "  loss " + number_text(step.loss) + "  attention output max |x| " +
+                                number_text(step.max_inf_norm) + "  kurtosis " + number_text(step.mean_kurtosis));
+      });
+    } catch (const InputError& error) {
+      throw InputError(origin + ": " + error.what());
+    }
     context.progress.finish();
     const double after = distillation_loss(model, teacher, batches);
 
