@@ -58,9 +58,9 @@ struct Moments {
 
 }  // namespace
 
-std::vector<DistillationStep> distill(Model& student, const Model& teacher, const std::vector<EvalBatch>& batches,
-                                      const DistillationOptions& options,
-                                      const std::function<void(const DistillationStep&)>& on_step) {
+DistillationResult distill(Model& student, const Model& teacher, const std::vector<EvalBatch>& batches,
+                           const DistillationOptions& options,
+                           const std::function<void(const DistillationStep&)>& on_step) {
   if (batches.empty()) throw std::invalid_argument("distillation needs at least one batch");
   if (options.trainable.empty()) throw std::invalid_argument("distillation needs tensors to train");
   if (student.config.vocab != teacher.config.vocab)
@@ -77,7 +77,23 @@ std::vector<DistillationStep> distill(Model& student, const Model& teacher, cons
   for (const auto& parameter : parameters) moments.push_back({at::zeros_like(parameter), at::zeros_like(parameter)});
 
   Executor executor(student);
-  std::vector<DistillationStep> history;
+  // The mean KL over every batch's valid positions, weighted by their count.
+  auto mean_loss = [&] {
+    at::NoGradGuard no_grad;
+    double weighted = 0, positions = 0;
+    for (std::size_t i = 0; i < batches.size(); ++i) {
+      const double count = batches[i].mask.sum().item<double>();
+      weighted += kl_loss(teacher_outputs.log_probabilities(i), executor.forward(batches[i].inputs), batches[i].mask)
+                      .item<double>() *
+                  count;
+      positions += count;
+    }
+    return positions > 0 ? weighted / positions : 0.0;
+  };
+
+  DistillationResult result;
+  result.loss_before = mean_loss();
+  auto& history = result.steps;
   for (std::int64_t step = 1; step <= options.steps; ++step) {
     const auto index = static_cast<std::size_t>((step - 1) % static_cast<std::int64_t>(batches.size()));
     const auto& batch = batches[index];
@@ -133,20 +149,8 @@ std::vector<DistillationStep> distill(Model& student, const Model& teacher, cons
     if (!student.tensors[name].isfinite().all().item<bool>())
       throw InputError("fine-tuning diverged: " + name + " holds values that are not finite; lower the learning rate");
   }
-  return history;
-}
-
-double distillation_loss(const Model& student, const Model& teacher, const std::vector<EvalBatch>& batches) {
-  at::NoGradGuard no_grad;
-  Executor student_executor(student), teacher_executor(teacher);
-  double weighted = 0, positions = 0;
-  for (const auto& batch : batches) {
-    auto teacher_log_probabilities = at::log_softmax(teacher_executor.forward(batch.inputs), -1);
-    const double count = batch.mask.sum().item<double>();
-    weighted += kl_loss(teacher_log_probabilities, student_executor.forward(batch.inputs), batch.mask).item<double>() * count;
-    positions += count;
-  }
-  return positions > 0 ? weighted / positions : 0.0;
+  result.loss_after = mean_loss();
+  return result;
 }
 
 }  // namespace lathe

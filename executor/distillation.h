@@ -37,14 +37,17 @@ struct DistillationStep {
   double mean_kurtosis = 0;
 };
 
+struct DistillationResult {
+  std::vector<DistillationStep> steps;
+  double loss_before = 0;  // mean KL over all valid positions of the batches, before training
+  double loss_after = 0;   // the same after the last step
+};
+
 // Trains `student` in place, one batch per step, cycling through `batches`. The trained tensors
 // are replaced by new ones (loaded tensors may be read-only maps). `on_step` sees every step.
 // A loss that stops being finite is an InputError (the learning rate is too high).
-std::vector<DistillationStep> distill(Model& student, const Model& teacher, const std::vector<EvalBatch>& batches,
-                                      const DistillationOptions& options,
-                                      const std::function<void(const DistillationStep&)>& on_step = {});
-
-// The mean KL(teacher || student) over the valid positions of `batches`, no training.
-double distillation_loss(const Model& student, const Model& teacher, const std::vector<EvalBatch>& batches);
+DistillationResult distill(Model& student, const Model& teacher, const std::vector<EvalBatch>& batches,
+                           const DistillationOptions& options,
+                           const std::function<void(const DistillationStep&)>& on_step = {});
 
 }  // namespace lathe

@@ -53,11 +53,9 @@ class FinetunePass : public Pass {
         context.data.batches(data, context.where, params_.get_int("batch_size"), params_.get_int("max_tokens"));
     if (batches.empty()) throw InputError(origin + ": data entry " + data + " gives no tokens to train on");
 
-    const auto& teacher = context.original;
-    const double before = distillation_loss(model, teacher, batches);
-    std::vector<DistillationStep> history;
+    DistillationResult result;
     try {
-      history = distill(model, teacher, batches, options, [&](const DistillationStep& step) {
+      result = distill(model, context.original, batches, options, [&](const DistillationStep& step) {
         context.progress.update("finetune: step " + std::to_string(step.step) + "/" + std::to_string(options.steps) +
                                 "  loss " + number_text(step.loss) + "  attention output max |x| " +
                                 number_text(step.max_inf_norm) + "  kurtosis " + number_text(step.mean_kurtosis));
@@ -66,7 +64,8 @@ class FinetunePass : public Pass {
       throw InputError(origin + ": " + error.what());
     }
     context.progress.finish();
-    const double after = distillation_loss(model, teacher, batches);
+    const auto& history = result.steps;
+    const double before = result.loss_before, after = result.loss_after;
 
     auto steps = nlohmann::json::array();
     for (const auto& step : history)
