@@ -26,11 +26,7 @@ class HeadImportancePass : public Pass {
   explicit HeadImportancePass(const ParamValues& params) : params_(params) {}
 
   PreservedAnalyses run(Model& model, PassContext& context) override {
-    ImportanceRequest request;
-    request.method = parse_importance_method(params_.get_string("method"));
-    request.data = params_.get_string("data");
-    request.max_tokens = params_.get_int("max_tokens");
-    request.seed = static_cast<std::uint64_t>(params_.get_int("seed"));
+    const auto request = importance_request(params_, "method");
     auto scores = cached_head_importance(model, context, request);
     if (params_.get_bool("normalize")) normalize_per_layer(scores);
     set_head_scores(model, "importance", scores);
@@ -58,22 +54,14 @@ class HeadImportancePass : public Pass {
 
     std::ostringstream csv;
     csv << "layer,head,importance\n";
-    Heatmap heatmap;
-    heatmap.title = "head importance (" + params_.get_string("method") + ")";
-    heatmap.row_axis = "layer";
-    heatmap.column_axis = "head";
-    std::size_t widest = 0;
     double high = 0;
     for (int layer = 0; layer < static_cast<int>(scores.size()); ++layer) {
-      heatmap.row_labels.push_back(std::to_string(layer));
-      heatmap.values.push_back(scores[layer]);
-      widest = std::max(widest, scores[layer].size());
       for (int head = 0; head < static_cast<int>(scores[layer].size()); ++head) {
         csv << layer << "," << head << "," << scores[layer][head] << "\n";
         high = std::max(high, scores[layer][head]);
       }
     }
-    for (std::size_t head = 0; head < widest; ++head) heatmap.column_labels.push_back(std::to_string(head));
+    auto heatmap = head_heatmap("head importance (" + params_.get_string("method") + ")", scores);
     heatmap.high = high > 0 ? high : 1.0;
     context.write_artifact("head_importance.csv", csv.str());
     context.write_artifact("head_importance.svg", heatmap_svg(heatmap));
@@ -85,6 +73,15 @@ class HeadImportancePass : public Pass {
 };
 
 }  // namespace
+
+ImportanceRequest importance_request(const ParamValues& params, const std::string& method_param) {
+  ImportanceRequest request;
+  request.method = parse_importance_method(params.get_string(method_param));
+  request.data = params.get_string("data");
+  request.max_tokens = params.get_int("max_tokens");
+  request.seed = static_cast<std::uint64_t>(params.get_int("seed"));
+  return request;
+}
 
 const HeadScores& cached_head_importance(const Model& model, PassContext& context, const ImportanceRequest& request) {
   const auto data = data_entry(context, request.data);

@@ -21,6 +21,10 @@ struct ImportanceRequest {
   std::uint64_t seed = 0;
 };
 
+// The request a pass's parameters describe: the method named by parameter `method_param`, and
+// `data`, `max_tokens` and `seed`.
+ImportanceRequest importance_request(const ParamValues& params, const std::string& method_param);
+
 // The scores for `request`, computed once per model state and then taken from the analysis cache.
 const HeadScores& cached_head_importance(const Model& model, PassContext& context, const ImportanceRequest& request);
 

@@ -38,11 +38,7 @@ class HeadPrunePass : public Pass {
     if (model.attention.gated)
       throw InputError(origin + ": head-prune cannot remove heads of a gated-attention model (each gate reads its "
                        "head's slice of the layer input); run head-prune before gated-attention");
-    ImportanceRequest request;
-    request.method = parse_importance_method(params_.get_string("importance"));
-    request.data = params_.get_string("data");
-    request.max_tokens = params_.get_int("max_tokens");
-    request.seed = static_cast<std::uint64_t>(params_.get_int("seed"));
+    const auto request = importance_request(params_, "importance");
     auto scores = cached_head_importance(model, context, request);
     if (params_.get_bool("normalize") && request.method != ImportanceMethod::Random) normalize_per_layer(scores);
 

@@ -115,23 +115,15 @@ class RetrievalHeadsPass : public Pass {
                     const std::vector<HeadId>& retrieval, PassContext& context) const {
     std::ostringstream csv;
     csv << "layer,head,retrieval_score,retrieval_head\n";
-    Heatmap heatmap;
-    heatmap.title = "retrieval scores (" + params_.get_string("mode") + ")";
-    heatmap.row_axis = "layer";
-    heatmap.column_axis = "head";
-    std::size_t widest = 0;
     for (int layer = 0; layer < model.layer_count(); ++layer) {
-      heatmap.row_labels.push_back(std::to_string(layer));
-      heatmap.values.push_back(scores[layer]);
-      widest = std::max(widest, scores[layer].size());
       for (int head = 0; head < static_cast<int>(scores[layer].size()); ++head) {
         const bool marked = std::find(retrieval.begin(), retrieval.end(), HeadId{layer, head}) != retrieval.end();
         csv << layer << "," << head << "," << number_text(scores[layer][head], "%.6f") << "," << (marked ? 1 : 0) << "\n";
       }
     }
-    for (std::size_t head = 0; head < widest; ++head) heatmap.column_labels.push_back(std::to_string(head));
     context.write_artifact("retrieval_scores.csv", csv.str());
-    context.write_artifact("retrieval_heads.svg", heatmap_svg(heatmap));
+    context.write_artifact("retrieval_heads.svg",
+                           heatmap_svg(head_heatmap("retrieval scores (" + params_.get_string("mode") + ")", scores)));
   }
 
   // NIAH recall with the top-k retrieval heads removed, against k random heads that are not

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <utility>
 
 namespace lathe {
 
@@ -33,6 +34,21 @@ std::string color(double share) {
 }
 
 }  // namespace
+
+Heatmap head_heatmap(std::string title, const std::vector<std::vector<double>>& scores) {
+  Heatmap heatmap;
+  heatmap.title = std::move(title);
+  heatmap.row_axis = "layer";
+  heatmap.column_axis = "head";
+  std::size_t widest = 0;
+  for (std::size_t layer = 0; layer < scores.size(); ++layer) {
+    heatmap.row_labels.push_back(std::to_string(layer));
+    widest = std::max(widest, scores[layer].size());
+  }
+  heatmap.values = scores;
+  for (std::size_t head = 0; head < widest; ++head) heatmap.column_labels.push_back(std::to_string(head));
+  return heatmap;
+}
 
 std::string heatmap_svg(const Heatmap& heatmap) {
   constexpr int kCell = 44, kLeft = 70, kTop = 50;

@@ -16,6 +16,10 @@ struct Heatmap {
   double high = 1.0;                        // value drawn darkest
 };
 
+// A layer x head grid of per-head values; rows may differ in length (after head removal), the
+// missing cells of shorter rows stay empty.
+Heatmap head_heatmap(std::string title, const std::vector<std::vector<double>>& scores);
+
 // Text made safe inside SVG/XML elements and attribute values.
 std::string xml_escape(const std::string& text);
 
