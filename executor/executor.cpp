@@ -48,6 +48,20 @@ at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Te
   return x * cos + rotated * sin;
 }
 
+// Constants are rounded to float32, as the exported graph stores them: a float model computes
+// the same either way, and a model evaluated in double (the tests' reference) then computes what
+// the graph specifies rather than differing from it by float32 rounding, which would move
+// int8 activations across rounding boundaries.
+double as_float32(double value) { return static_cast<float>(value); }
+
+// GELU, exact (erf) or with the tanh approximation; in double with the graph's float32 constants.
+at::Tensor gelu(const at::Tensor& x, bool tanh_approximation) {
+  if (x.scalar_type() != at::kDouble) return tanh_approximation ? at::gelu(x, "tanh") : at::gelu(x);
+  if (!tanh_approximation) return x * (at::erf(x / as_float32(std::sqrt(2.0))) + 1.0) * 0.5;
+  const double beta = as_float32(std::sqrt(2.0 / M_PI));
+  return x * (at::tanh((x + x.pow(3) * as_float32(0.044715)) * beta) + 1.0) * 0.5;
+}
+
 }  // namespace
 
 const char* activation_site_name(ActivationSite site) {
@@ -81,7 +95,7 @@ Executor::Executor(const Model& model) : model_(model) {
 
 at::Tensor Executor::norm(const at::Tensor& x, const std::string& prefix) const {
   const auto& weight = model_.tensor(prefix + ".weight");
-  const auto eps = model_.config.norm_eps;
+  const auto eps = as_float32(model_.config.norm_eps);
   if (model_.family.block.norm == NormKind::Layer) {
     auto bias = model_.tensors.find(prefix + ".bias");
     return at::layer_norm(x, {x.size(-1)}, weight, bias == model_.tensors.end() ? at::Tensor() : bias->second, eps);
@@ -127,7 +141,8 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
 
   // Query heads grouped by the kv head they read, so k and v are never copied per query head:
   // [B, Hkv, g*T, d] against [B, Hkv, S, d]. Row r of a group is query head r / T at step r % T.
-  auto grouped_q = (q * (1.0 / std::sqrt(static_cast<double>(head_dim)))).reshape({batch, kv_heads, group * length, head_dim});
+  const auto score_scale = as_float32(1.0 / std::sqrt(static_cast<double>(head_dim)));
+  auto grouped_q = (q * score_scale).reshape({batch, kv_heads, group * length, head_dim});
   at::Tensor causal_mask;
   if (model_.family.block.causal && length > 1)  // query t (position offset + t) sees keys 0 .. offset + t
     causal_mask = at::ones({length, span}, at::kBool).triu(offset + 1).repeat({group, 1});
@@ -186,8 +201,8 @@ at::Tensor Executor::mlp(int layer, const at::Tensor& x, const ForwardHooks* hoo
     case MlpKind::GatedSiLU:
       hidden = at::silu(linear(model_, layer, "mlp.gate", x)) * linear(model_, layer, "mlp.up", x);
       break;
-    case MlpKind::GeluTanh: hidden = at::gelu(linear(model_, layer, "mlp.up", x), "tanh"); break;
-    case MlpKind::Gelu: hidden = at::gelu(linear(model_, layer, "mlp.up", x)); break;
+    case MlpKind::GeluTanh: hidden = gelu(linear(model_, layer, "mlp.up", x), /*tanh_approximation=*/true); break;
+    case MlpKind::Gelu: hidden = gelu(linear(model_, layer, "mlp.up", x), /*tanh_approximation=*/false); break;
     case MlpKind::Relu: hidden = at::relu(linear(model_, layer, "mlp.up", x)); break;
   }
   hidden = observe(model_, hooks, layer, ActivationSite::MlpHidden, hidden);
