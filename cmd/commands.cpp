@@ -114,6 +114,7 @@ int inspect_command(const InspectCommand& command) {
       if (model.quantization.active())
         json["quantization"] = {{"mode", quantization_mode_name(model.quantization.mode)},
                                 {"int8_weights", model.quantization.weight_scales.size()},
+                                {"target_cpu", target_cpu_name(model.quantization.target_cpu)},
                                 {"weight_limit", model.quantization.weight_limit}};
       if (command.tensors)
         for (const auto& [name, tensor] : model.tensors) json["tensors"][name] = tensor.sizes().vec();
@@ -157,7 +158,8 @@ int inspect_command(const InspectCommand& command) {
     if (model.quantization.active())
       std::cout << "quantized    " << quantization_mode_name(model.quantization.mode) << ", "
                 << model.quantization.weight_scales.size() << " int8 weights (|q| <= "
-                << model.quantization.weight_limit << ")\n";
+                << model.quantization.weight_limit << ", for " << target_cpu_name(model.quantization.target_cpu)
+                << " CPUs)\n";
     if (command.tensors)
       for (const auto& [name, tensor] : model.tensors) std::cout << "  " << name << " " << tensor.sizes() << "\n";
     return kExitOk;

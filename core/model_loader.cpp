@@ -239,6 +239,17 @@ void restore_quantization(Model& model, const HfConfig& hf, const std::map<std::
                         : mode == "dynamic" ? ModelQuantization::Mode::Dynamic
                                             : throw InputError(hf.origin().string(), "unknown quantization mode \"" + mode + "\"");
     quantization.weight_limit = json.at("weight_limit").get<std::int64_t>();
+    // Files written before target_cpu existed say only the limit, which implies the target.
+    const auto target = json.contains("target_cpu") ? json.at("target_cpu").get<std::string>()
+                        : quantization.weight_limit == weight_limit_for(TargetCpu::Vnni) ? "vnni"
+                                                                                          : "any";
+    if (!parse_target_cpu(target, quantization.target_cpu))
+      throw InputError(hf.origin().string(), std::string(kQuantizationKey) + ": unknown target_cpu \"" + target +
+                                                 "\"; known: any, avx2, vnni");
+    if (quantization.weight_limit != weight_limit_for(quantization.target_cpu))
+      throw InputError(hf.origin().string(), std::string(kQuantizationKey) + ": weight_limit " +
+                                                 std::to_string(quantization.weight_limit) + " does not match target_cpu " +
+                                                 target + " (" + std::to_string(weight_limit_for(quantization.target_cpu)) + ")");
     for (const auto& [site, parameters] : json.at("activations").items())
       quantization.activations[site] = {parameters.at("scale").get<float>(), parameters.at("zero_point").get<std::int32_t>()};
     quantization.dynamic_sites = json.at("dynamic_sites").get<std::set<std::string>>();

@@ -17,6 +17,26 @@ const char* quantization_mode_name(ModelQuantization::Mode mode) {
   return "?";
 }
 
+const char* target_cpu_name(TargetCpu target) {
+  switch (target) {
+    case TargetCpu::Any: return "any";
+    case TargetCpu::Avx2: return "avx2";
+    case TargetCpu::Vnni: return "vnni";
+  }
+  return "?";
+}
+
+bool parse_target_cpu(const std::string& name, TargetCpu& target) {
+  for (auto candidate : {TargetCpu::Any, TargetCpu::Avx2, TargetCpu::Vnni})
+    if (name == target_cpu_name(candidate)) {
+      target = candidate;
+      return true;
+    }
+  return false;
+}
+
+std::int64_t weight_limit_for(TargetCpu target) { return target == TargetCpu::Vnni ? 127 : 63; }
+
 at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales, std::int64_t limit) {
   return at::round(weight / scales.unsqueeze(1)).clamp(-limit, limit).to(at::kChar);
 }

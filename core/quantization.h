@@ -20,12 +20,24 @@ struct ActivationQuantization {
   std::int32_t zero_point = 0;  // int8: 0 for symmetric
 };
 
+// The x86 CPUs an exported int8 model must compute correctly on. ONNX Runtime's u8 x s8 kernels
+// without VNNI (AVX2: vpmaddubsw) add pairs of products in 16 bits with saturation, so a pair of
+// full-range weights (|w| up to 127) times activations near 255 can exceed 32767 and silently
+// clip; VNNI kernels (vpdpbusd) accumulate in 32 bits. 7-bit weights (|w| <= 63) keep every pair
+// sum below 2 x 255 x 63 = 32130, which is exact on both.
+enum class TargetCpu { Any, Avx2, Vnni };
+
+const char* target_cpu_name(TargetCpu target);
+// The target named `name` ("any", "avx2", "vnni"); false when there is none.
+bool parse_target_cpu(const std::string& name, TargetCpu& target);
+// Largest int8 weight magnitude that is exact on the target: 127 with VNNI, else 63.
+std::int64_t weight_limit_for(TargetCpu target);
+
 struct ModelQuantization {
   enum class Mode { None, Static, WeightOnly, Dynamic };
   Mode mode = Mode::None;
-  // Largest int8 weight magnitude: 127, or 63 ("reduced range") so that ONNX Runtime's AVX2
-  // kernels, which add pairs of u8 x s8 products in 16 bits, cannot saturate.
-  std::int64_t weight_limit = 63;
+  TargetCpu target_cpu = TargetCpu::Any;
+  std::int64_t weight_limit = weight_limit_for(TargetCpu::Any);  // largest |int8 weight|
   std::map<std::string, at::Tensor> weight_scales;             // canonical weight name -> [out] float
   std::map<std::string, ActivationQuantization> activations;  // static mode: site -> parameters
   std::set<std::string> dynamic_sites;                        // dynamic mode: sites quantized at run time

@@ -559,6 +559,12 @@ onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& option
   auto metadata = options.metadata;
   metadata.emplace("family", model.family.name);
   if (!model.annotations.empty()) metadata.emplace("lathe", model.annotations.dump());
+  if (model.quantization.active())
+    metadata.emplace("lathe_quantization",
+                     nlohmann::json{{"mode", quantization_mode_name(model.quantization.mode)},
+                                    {"target_cpu", target_cpu_name(model.quantization.target_cpu)},
+                                    {"weight_limit", model.quantization.weight_limit}}
+                         .dump());
   for (const auto& [key, value] : metadata) {
     auto& entry = *proto.add_metadata_props();
     entry.set_key(key);

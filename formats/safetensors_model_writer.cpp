@@ -71,7 +71,9 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& 
 }
 
 nlohmann::json quantization_json(const ModelQuantization& quantization) {
-  nlohmann::json json = {{"mode", quantization_mode_name(quantization.mode)}, {"weight_limit", quantization.weight_limit}};
+  nlohmann::json json = {{"mode", quantization_mode_name(quantization.mode)},
+                         {"target_cpu", target_cpu_name(quantization.target_cpu)},
+                         {"weight_limit", quantization.weight_limit}};
   auto activations = nlohmann::json::object();
   for (const auto& [site, parameters] : quantization.activations)
     activations[site] = {{"scale", parameters.scale}, {"zero_point", parameters.zero_point}};

@@ -127,7 +127,9 @@ class QuantizePass : public Pass {
 
     ModelQuantization quantization;
     quantization.mode = mode;
-    quantization.weight_limit = params_.get_bool("reduce_range") ? 63 : 127;
+    if (!parse_target_cpu(params_.get_string("target_cpu"), quantization.target_cpu))
+      throw InputError(origin + ": target_cpu: unknown CPU \"" + params_.get_string("target_cpu") + "\"");
+    quantization.weight_limit = weight_limit_for(quantization.target_cpu);
     const bool mse = params_.get_string("weights") == "mse";
     double worst_weight_error = 0;
     for (const auto& linear : quantized) {
@@ -153,6 +155,8 @@ class QuantizePass : public Pass {
 
     context.statistics = {{"mode", mode_name},
                           {"weights", params_.get_string("weights")},
+                          {"target_cpu", target_cpu_name(quantization.target_cpu)},
+                          {"weight_limit", quantization.weight_limit},
                           {"quantized_weights", quantized.size()},
                           {"float_weights", excluded},
                           {"activation_sites", mode == ModelQuantization::Mode::WeightOnly ? 0 : sites.size()},
@@ -160,7 +164,8 @@ class QuantizePass : public Pass {
                           {"max_weight_error", worst_weight_error},
                           {"warnings", warnings}};
     context.summary.push_back(mode_name + ": " + std::to_string(quantized.size()) + " int8 weights (" +
-                              params_.get_string("weights") + "), " +
+                              params_.get_string("weights") + ", |q| <= " + std::to_string(quantization.weight_limit) +
+                              " for " + target_cpu_name(quantization.target_cpu) + " CPUs), " +
                               (mode == ModelQuantization::Mode::WeightOnly ? std::string("float activations")
                                : mode == ModelQuantization::Mode::Dynamic
                                    ? std::to_string(sites.size()) + " activation sites quantized at run time"
@@ -192,7 +197,7 @@ PassInfo quantize_pass_info() {
       {"activations", ParamType::String, std::string("asymmetric"), "static activation ranges: with a zero point, or symmetric", {"asymmetric", "symmetric"}, {}, {}},
       {"range", ParamType::String, std::string("minmax"), "activation range estimator", {"minmax", "moving-average", "percentile", "mse"}, {}, {}},
       {"percentile", ParamType::Float, 99.99, "percentile for range: percentile", {}, 50.0, 100.0},
-      {"reduce_range", ParamType::Bool, true, "7-bit weights (-63..63): ONNX Runtime's AVX2 int8 kernels saturate 16-bit pair sums of full-range weights", {}, {}, {}},
+      {"target_cpu", ParamType::String, std::string("any"), "x86 CPUs the int8 model must be exact on: any and avx2 keep weights in 7 bits (ONNX Runtime's AVX2 kernels saturate 16-bit pair sums of full-range weights); vnni uses all 8", {"any", "avx2", "vnni"}, {}, {}},
       {"exclude", ParamType::String, std::string("lm_head.weight"), "weights kept float: comma-separated names with * and ? (the output head by default)", {}, {}, {}},
       {"data", ParamType::String, std::string(""), "calibration data entry; default: calibration, then eval", {}, {}, {}},
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "calibration tokens", {}, 1.0, {}},
