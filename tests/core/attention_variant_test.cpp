@@ -136,6 +136,7 @@ TEST_P(AttentionVariants, QuantizedGatedModelMatchesInOnnxRuntime) {
   const auto from_onnx = testing::run_in_onnx_runtime(folder / "int8.onnx", ids, model.config.vocab, folder);
   ASSERT_TRUE(from_onnx.defined());
   testing::expect_int8_logits_agree(from_onnx, model, ids, logits(model, ids).abs().max().item<double>(), "gated int8");
+  testing::expect_int8_onnx_computes_its_graph(folder / "int8.onnx", model, ids, folder, "gated int8");
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, AttentionVariants, ::testing::Values(&stories, &makemore),

@@ -10,6 +10,8 @@
 #include <random>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/model.h"
 #include "executor/executor.h"
 
@@ -56,9 +58,12 @@ at::Tensor random_ids(std::int64_t vocab, std::int64_t batch, std::int64_t lengt
   return at::tensor(ids, at::kLong).view({batch, length});
 }
 
-// Logits [B, T, vocab] from ONNX Runtime for ids [B, T].
-at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids, std::int64_t vocab,
-                               const TemporaryFolder& folder, const std::string& optimization) {
+namespace {
+
+// Writes ids [B, T] for a runner script, runs `command INPUT B T OUTPUT options` and reads the
+// logits [B, T, vocab] it wrote; undefined (and a test failure) on error.
+at::Tensor run_logits_script(const std::string& command, const std::string& options, const at::Tensor& ids,
+                             std::int64_t vocab, const TemporaryFolder& folder, const std::string& what) {
   const auto input = folder / "input_ids.bin", output = folder / "logits.bin";
   {
     auto contiguous = ids.contiguous();
@@ -66,12 +71,11 @@ at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids
     out.write(static_cast<const char*>(contiguous.data_ptr()), static_cast<std::streamsize>(contiguous.nbytes()));
   }
   fs::remove(output);
-  std::ostringstream command;
-  command << "node " << quoted(source_path("tests/node/run_onnx.js")) << " " << quoted(model_path) << " "
-          << quoted(input) << " " << ids.size(0) << " " << ids.size(1) << " " << quoted(output) << " --threads 1 --optimization " << optimization;
-  auto [status, log] = run_command(command.str(), folder / "node.log");
+  std::ostringstream line;
+  line << command << " " << quoted(input) << " " << ids.size(0) << " " << ids.size(1) << " " << quoted(output) << options;
+  auto [status, log] = run_command(line.str(), folder / "runner.log");
   if (status != 0) {
-    ADD_FAILURE() << "ONNX Runtime failed on " << model_path << ":\n" << log;
+    ADD_FAILURE() << what << " failed:\n" << log;
     return {};
   }
   auto bytes = read_text(output);
@@ -81,6 +85,21 @@ at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids
     return {};
   }
   return at::from_blob(bytes.data(), {ids.size(0), ids.size(1), vocab}, at::kFloat).clone();
+}
+
+}  // namespace
+
+at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids, std::int64_t vocab,
+                               const TemporaryFolder& folder, const std::string& optimization) {
+  return run_logits_script("node " + quoted(source_path("tests/node/run_onnx.js")) + " " + quoted(model_path),
+                           " --threads 1 --optimization " + optimization, ids, vocab, folder,
+                           "ONNX Runtime on " + model_path.string());
+}
+
+at::Tensor run_exact_reference(const fs::path& model_path, const at::Tensor& ids, std::int64_t vocab,
+                               const TemporaryFolder& folder) {
+  return run_logits_script("/usr/bin/python3 " + quoted(source_path("tests/python/onnx_exact.py")) + " " + quoted(model_path),
+                           "", ids, vocab, folder, "the exact evaluation of " + model_path.string());
 }
 
 double expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
@@ -104,6 +123,78 @@ double expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quanti
                                        << with_float.off_fraction << " against float (max " << with_float.max << "), "
                                        << with_double.off_fraction << " against double (max " << with_double.max << ")";
   return std::min(with_float.max, with_double.max);
+}
+
+bool cpu_has_vnni() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream flags(line.substr(line.find(':') + 1));
+    std::string flag;
+    while (flags >> flag)
+      if (flag == "avx512_vnni" || flag == "avx_vnni") return true;
+    return false;
+  }
+  return false;
+}
+
+void expect_int8_onnx_computes_its_graph(const fs::path& model_path, const Model& quantized, const at::Tensor& ids,
+                                         const TemporaryFolder& folder, const std::string& what,
+                                         const std::string& optimization) {
+  at::NoGradGuard no_grad;
+  // lathe: the executor, in double, computes what the file specifies (the same quantizer
+  // decisions, as both evaluate in double), at every position.
+  const auto exact = run_exact_reference(model_path, ids, quantized.config.vocab, folder);
+  ASSERT_TRUE(exact.defined());
+  // In double, with int8 weights dequantized in double too (the IR's float32 weights are q x
+  // scale rounded to float32; the graph's dequantization is exact here).
+  Model in_double = quantized.clone();
+  for (auto& [name, tensor] : in_double.tensors) {
+    auto scales = quantized.quantization.weight_scales.find(name);
+    tensor = scales == quantized.quantization.weight_scales.end()
+                 ? tensor.to(at::kDouble)
+                 : quantize_weight(tensor, scales->second, quantized.quantization.weight_limit).to(at::kDouble) *
+                       scales->second.to(at::kDouble).unsqueeze(1);
+  }
+  const auto executor = Executor(in_double).forward(ids);
+  const double scale = exact.abs().max().item<double>();
+  const double largest = (executor - exact.to(at::kDouble)).abs().max().item<double>();
+  EXPECT_LE(largest, 1e-5 * scale) << what << ": the executor differs from the exact evaluation of the exported graph";
+
+  // ONNX Runtime: every quantized step follows the graph, given ONNX Runtime's own inputs to it.
+  const auto report_path = folder / "runtime_steps.json";
+  std::ostringstream command;
+  command << "/usr/bin/python3 " << quoted(source_path("tests/python/onnx_exact.py")) << " --check-runtime "
+          << quoted(model_path) << " " << quoted(folder / "input_ids.bin") << " " << ids.size(0) << " " << ids.size(1)
+          << " " << quoted(report_path) << " " << optimization;
+  auto [status, log] = run_command(command.str(), folder / "check.log");
+  ASSERT_EQ(status, 0) << what << ": the step-by-step check failed:\n" << log;
+  const auto steps = nlohmann::json::parse(read_text(report_path));
+  ASSERT_FALSE(steps.empty()) << what;
+  double worst = 0;
+  std::string worst_step;
+  for (const auto& step : steps) {
+    const double relative = step["max_difference"].get<double>() / std::max(step["max_magnitude"].get<double>(), 1e-30);
+    if (relative > worst) {
+      worst = relative;
+      worst_step = step["op"].get<std::string>() + " " + step["name"].get<std::string>();
+    }
+  }
+  // Without VNNI, ONNX Runtime's u8 x s8 kernels add product pairs in 16 bits with saturation:
+  // full-range weights are not promised to be exact there (that is what 7-bit weights are for),
+  // so the expectation is that the model runs and gives finite logits.
+  const bool exact_on_this_cpu = quantized.quantization.weight_limit <= weight_limit_for(TargetCpu::Avx2) || cpu_has_vnni();
+  if (exact_on_this_cpu) {
+    EXPECT_LE(worst, 1e-4) << what << ": ONNX Runtime departs from the graph at " << worst_step
+                           << " (largest difference relative to the largest value)";
+  } else {
+    const auto from_onnx = run_in_onnx_runtime(model_path, ids, quantized.config.vocab, folder, optimization);
+    ASSERT_TRUE(from_onnx.defined());
+    EXPECT_TRUE(at::isfinite(from_onnx).all().item<bool>()) << what;
+    std::cerr << what << ": 8-bit weights on a CPU without VNNI; largest step difference " << worst << " at "
+              << worst_step << "\n";
+  }
 }
 
 }  // namespace lathe::testing

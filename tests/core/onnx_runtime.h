@@ -25,6 +25,11 @@ at::Tensor random_ids(std::int64_t vocab, std::int64_t batch, std::int64_t lengt
 // `optimization`: ONNX Runtime's graph optimization level (disabled, basic, extended, all).
 at::Tensor run_in_onnx_runtime(const std::filesystem::path& model_path, const at::Tensor& ids, std::int64_t vocab,
                                const TemporaryFolder& folder, const std::string& optimization = "all");
+// Logits [B, T, vocab] of the graph evaluated exactly as its operators specify
+// (tests/python/onnx_exact.py: float64, integer products in int64), independent of ONNX Runtime
+// and of lathe; undefined (and a test failure) on error.
+at::Tensor run_exact_reference(const std::filesystem::path& model_path, const at::Tensor& ids, std::int64_t vocab,
+                               const TemporaryFolder& folder);
 
 // ONNX Runtime's logits of an int8 model against the executor's, allowing for rounding flips:
 // two evaluations of the same int8 model that round differently (float sums in another order,
@@ -39,5 +44,24 @@ at::Tensor run_in_onnx_runtime(const std::filesystem::path& model_path, const at
 // the two largest differences.
 double expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
                               const std::string& what);
+
+// Whether this CPU has VNNI (avx512_vnni or avx_vnni in /proc/cpuinfo): ONNX Runtime's int8
+// kernels then accumulate u8 x s8 products in 32 bits; without it (AVX2) they add pairs in 16
+// bits with saturation.
+bool cpu_has_vnni();
+
+// An exported int8 file against what its graph specifies (tests/python/onnx_exact.py):
+// - the executor in double against the exact evaluation, at every position (1e-5 x max |logit|);
+// - ONNX Runtime one quantized step at a time, given its own inputs to each step (1e-4 of the
+//   step's largest value), so rounding flips cannot cascade: where the CPU promises exact int8
+//   products for the model's weights (7-bit weights, or any with VNNI). Elsewhere the model must
+//   run with finite logits.
+// End to end, a dynamically quantized graph amplifies one rounding flip into every position
+// (a flip moves a per-tensor scale that every value after it is rounded with), so end-to-end
+// logits of two correct evaluations can differ everywhere; this check does not depend on that.
+// `optimization`: ONNX Runtime's graph optimization level. Writes the ids to folder/input_ids.bin.
+void expect_int8_onnx_computes_its_graph(const std::filesystem::path& model_path, const Model& quantized,
+                                         const at::Tensor& ids, const TemporaryFolder& folder, const std::string& what,
+                                         const std::string& optimization = "all");
 
 }  // namespace lathe::testing

@@ -2,9 +2,12 @@
 // Runs a lathe-exported ONNX model in ONNX Runtime for the tests and benchmarks.
 //
 //   node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N] [--optimization LEVEL]
+//                    [--all-outputs FOLDER]
 //
 // INPUT.bin holds BATCH*SEQ int64 little-endian token ids; OUTPUT.bin receives the `logits`
-// output as float32 little-endian. With --bench N the model also runs N timed iterations after
+// output as float32 little-endian. With --all-outputs every output of the graph is written to
+// FOLDER as raw little-endian bytes, FOLDER/<index>.bin, listed in FOLDER/outputs.json with its
+// name, type and dimensions. With --bench N the model also runs N timed iterations after
 // two warm-ups and prints {"mean_ms": ..., "min_ms": ...} on stdout. Errors go to stderr with
 // exit code 1. --threads sets ONNX Runtime's intra-op threads (default: its own choice).
 'use strict';
@@ -13,7 +16,7 @@ const fs = require('fs');
 const os = require('os');
 const ort = require('onnxruntime-node');
 
-const USAGE = 'usage: node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N] [--optimization disabled|basic|extended|all]';
+const USAGE = 'usage: node run_onnx.js MODEL.onnx INPUT.bin BATCH SEQ OUTPUT.bin [--threads N] [--bench N] [--optimization disabled|basic|extended|all] [--all-outputs FOLDER]';
 
 function positiveInteger(text, what) {
   if (!/^[0-9]+$/.test(text || '') || Number(text) < 1) {
@@ -24,7 +27,7 @@ function positiveInteger(text, what) {
 
 function parseArguments(argv) {
   const positional = [];
-  const options = { threads: 0, bench: 0, optimization: 'all' };
+  const options = { threads: 0, bench: 0, optimization: 'all', allOutputs: '' };
   for (let i = 0; i < argv.length; ++i) {
     const argument = argv[i];
     if (argument === '--threads' || argument === '--bench') {
@@ -33,6 +36,9 @@ function parseArguments(argv) {
     } else if (argument === '--optimization') {
       options.optimization = argv[++i];
       if (!['disabled', 'basic', 'extended', 'all'].includes(options.optimization)) throw new Error(USAGE);
+    } else if (argument === '--all-outputs') {
+      options.allOutputs = argv[++i];
+      if (!options.allOutputs) throw new Error(USAGE);
     } else if (argument.startsWith('--')) {
       throw new Error(`unknown option ${argument}\n${USAGE}`);
     } else {
@@ -76,6 +82,18 @@ async function main() {
   const session = await ort.InferenceSession.create(args.model, sessionOptions);
   const feeds = { input_ids: new ort.Tensor('int64', readIds(args.input, args.batch, args.sequence), [args.batch, args.sequence]) };
 
+  if (args.allOutputs) {
+    if (os.endianness() !== 'LE') throw new Error('--all-outputs writes raw bytes and needs a little-endian machine');
+    const results = await session.run(feeds);
+    fs.mkdirSync(args.allOutputs, { recursive: true });
+    const listing = session.outputNames.map((name, index) => {
+      const tensor = results[name];
+      const data = tensor.data;
+      fs.writeFileSync(`${args.allOutputs}/${index}.bin`, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      return { name, type: tensor.type, dims: tensor.dims, file: `${index}.bin` };
+    });
+    fs.writeFileSync(`${args.allOutputs}/outputs.json`, JSON.stringify(listing));
+  }
   const run = async () => (await session.run(feeds, ['logits'])).logits;
   let logits = await run();
   if (args.bench > 0) {
