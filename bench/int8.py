@@ -8,6 +8,10 @@
      goal <= 30 %;
   7. speed: float, QDQ and dynamic ONNX of the random Llama (hidden 512, 8 layers, sequence 256)
      in ONNX Runtime, latency ratios; goal: the faster int8 form >= 1.5x faster.
+  bits: 7-bit weights (target_cpu: any, the default) against 8-bit (target_cpu: vnni): loss of
+     both models (W8A8 min-max and percentile, dynamic) and ONNX Runtime latency of the random
+     Llama's QDQ and dynamic files, interleaved in one process. Prints whether this CPU has VNNI;
+     8-bit files are exact only where it does.
 Everything runs through the lathe command line, as a user would run it.
 """
 import json
@@ -148,6 +152,50 @@ def speed(threads, paths, input_path, rounds=150):
     print("faster int8 form: %.2fx; goal >= 1.5x: %s" % (fastest, "yes" if fastest >= 1.5 else "NO"))
 
 
+def cpu_has_vnni():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return "avx512_vnni" in flags or "avx_vnni" in flags
+    return False
+
+
+def weight_bits(bench, threads, models, random_llama, input_path, rounds=150):
+    print("CPU: %s" % ("VNNI (avx512_vnni or avx_vnni): 8-bit weights are exact in ONNX Runtime" if cpu_has_vnni()
+                       else "no VNNI (AVX2): ONNX Runtime saturates pair sums of 8-bit weights"))
+    configs = [("W8A8 min-max", "mode: w8a8"), ("W8A8 percentile 99.99", "mode: w8a8, range: percentile"),
+               ("dynamic", "mode: dynamic")]
+    for label, model, seq_len in models:
+        print("-- %s (eval: %d tokens, sequences of %d)" % (label, bench.eval_tokens, seq_len))
+        base = metric_losses(bench.run(model, seq_len, ["eval: {kl: false}"]))[0]
+        print("%-24s %10s %10s %10s %10s" % ("", "7-bit", "vs float", "8-bit", "vs float"))
+        print("%-24s %10.4f" % ("float", base))
+        for name, params in configs:
+            losses = [metric_losses(bench.run(model, seq_len, ["quantize: {%s, target_cpu: %s}" % (params, target),
+                                                               "eval: {kl: false}"]))[0] for target in ("any", "vnni")]
+            print("%-24s %10.4f %+9.2f%% %10.4f %+9.2f%%" % (name, losses[0], 100 * (losses[0] / base - 1), losses[1],
+                                                           100 * (losses[1] / base - 1)), flush=True)
+    folder = os.path.join(random_llama, "bits")
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for mode in ("w8a8", "dynamic"):
+        for target in ("any", "vnni"):
+            path = os.path.join(folder, "%s_%s.onnx" % (mode, target))
+            bench.run(random_llama, 256, ["quantize: {mode: %s, target_cpu: %s}" % (mode, target)], [path])
+            paths.append(path)
+    out = subprocess.run(["node", LATENCY, input_path, "1", "256", str(rounds), str(threads)] + paths,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit("onnxruntime failed:\n%s" % out.stderr)
+    results = json.loads(out.stdout)
+    print("-- random Llama, batch 1 x 256 tokens, %d thread(s), %d interleaved rounds; ratio: median of per-round "
+          "(7-bit QDQ time / this time)" % (threads, rounds))
+    for path, result in zip(paths, results):
+        print("%-22s median %8.2f ms  min %8.2f ms  vs 7-bit QDQ %.3fx" %
+              (os.path.basename(path), result["median_ms"], result["min_ms"], result["speedup"]))
+
+
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     eval_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 65536
@@ -172,6 +220,12 @@ def main():
             sizes(bench, "stories260K", stories, 512, os.path.join(work, "stories"))
             paths = sizes(bench, "random Llama (hidden 512, 8 layers)", random_llama, 256, random_llama)
             print("(section 6: %.0f s)\n" % (time.time() - section))
+        if "bits" in sections:
+            section = time.time()
+            print("== bits: 7-bit (target_cpu: any) vs 8-bit (target_cpu: vnni) weights")
+            weight_bits(bench, threads, [("stories260K", stories, 512), ("tinystories-retrieval", retrieval, 128)],
+                        random_llama, os.path.join(random_llama, "input.bin"))
+            print("(section bits: %.0f s)\n" % (time.time() - section))
         if "speed" in sections:
             section = time.time()
             print("== 7. speed: the random Llama in ONNX Runtime, float vs int8")

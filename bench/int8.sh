@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Outlier-free INT8: quality table (5), ONNX sizes (6) and ONNX Runtime speed (7); see bench/int8.py.
-# Usage: bench/int8.sh [THREADS] [EVAL_TOKENS] [FINETUNE_STEPS] [SECTIONS: quality,size,speed]
+# Usage: bench/int8.sh [THREADS] [EVAL_TOKENS] [FINETUNE_STEPS] [SECTIONS: quality,size,speed,bits]
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
