@@ -65,25 +65,26 @@ def divide_for_quantizer(x, scale):
     return x / scale.astype(np.float64)
 
 
+def along_axis(scale, zero_point, ndim, axis):
+    """Scale and zero point shaped to broadcast against a tensor of `ndim` dimensions: per tensor,
+    or per channel along `axis`."""
+    if scale.ndim != 1:
+        return scale, zero_point
+    shape = [1] * ndim
+    shape[axis] = -1
+    return scale.reshape(shape), zero_point.reshape(shape)
+
+
 def quantize_linear(x, scale, zero_point, axis):
     zero_point = zero_point if zero_point is not None else np.zeros((), np.uint8)
-    if scale.ndim == 1:
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        scale = scale.reshape(shape)
-        zero_point = zero_point.reshape(shape)
+    scale, zero_point = along_axis(scale, zero_point, x.ndim, axis)
     q = round_half_even(divide_for_quantizer(x, scale)).astype(np.int64) + zero_point.astype(np.int64)
     return saturate(q, zero_point.dtype).astype(zero_point.dtype)
 
 
 def dequantize_linear(x, scale, zero_point, axis):
-    scale = scale.astype(np.float64)
     zero_point = zero_point if zero_point is not None else np.zeros((), x.dtype)
-    if scale.ndim == 1:
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        scale = scale.reshape(shape)
-        zero_point = zero_point.reshape(shape)
+    scale, zero_point = along_axis(scale.astype(np.float64), zero_point, x.ndim, axis)
     return (x.astype(np.int64) - zero_point.astype(np.int64)) * scale
 
 
