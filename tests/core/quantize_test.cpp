@@ -164,6 +164,7 @@ TEST_F(Quantize, ExcludedWeightsStayFloat) {
   const auto& stats = report["passes"][0]["statistics"];
   EXPECT_EQ(stats["float_weights"].size(), 7u) << stats.dump();  // q, k, v, o, up, down of layer 0, and the head
   EXPECT_NE(stats["warnings"].dump().find("nothing.here"), std::string::npos) << stats.dump();
+  EXPECT_EQ(stats["warnings"].dump().find("MatMulNBits"), std::string::npos) << "a w8a8 model warned of w8";
   onnx::ModelProto proto;
   std::ifstream in(onnx_path, std::ios::binary);
   ASSERT_TRUE(proto.ParseFromIstream(&in));
@@ -237,7 +238,8 @@ TEST_F(Quantize, TargetCpuSetsTheWeightRange) {
                       quiet, model)
         .report["passes"][0]["statistics"];
   };
-  Model by_default, for_vnni;
+  Model by_default, for_vnni, weight_only;
+  EXPECT_NE(run("mode: w8", "w8", &weight_only)["warnings"].dump().find("optimization level basic"), std::string::npos);
   const auto default_stats = run("mode: dynamic", "default", &by_default);
   const auto vnni_stats = run("mode: dynamic, target_cpu: vnni", "vnni", &for_vnni);
   EXPECT_EQ(default_stats["target_cpu"], "any");
