@@ -96,10 +96,16 @@ at::Tensor run_in_onnx_runtime(const fs::path& model_path, const at::Tensor& ids
                            "ONNX Runtime on " + model_path.string());
 }
 
+namespace {
+
+std::string exact_reference_command() { return "/usr/bin/python3 " + quoted(source_path("tests/python/onnx_exact.py")); }
+
+}  // namespace
+
 at::Tensor run_exact_reference(const fs::path& model_path, const at::Tensor& ids, std::int64_t vocab,
                                const TemporaryFolder& folder) {
-  return run_logits_script("/usr/bin/python3 " + quoted(source_path("tests/python/onnx_exact.py")) + " " + quoted(model_path),
-                           "", ids, vocab, folder, "the exact evaluation of " + model_path.string());
+  return run_logits_script(exact_reference_command() + " " + quoted(model_path), "", ids, vocab, folder,
+                           "the exact evaluation of " + model_path.string());
 }
 
 double expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
@@ -165,7 +171,7 @@ void expect_int8_onnx_computes_its_graph(const fs::path& model_path, const Model
   // ONNX Runtime: every quantized step follows the graph, given ONNX Runtime's own inputs to it.
   const auto report_path = folder / "runtime_steps.json";
   std::ostringstream command;
-  command << "/usr/bin/python3 " << quoted(source_path("tests/python/onnx_exact.py")) << " --check-runtime "
+  command << exact_reference_command() << " --check-runtime "
           << quoted(model_path) << " " << quoted(folder / "input_ids.bin") << " " << ids.size(0) << " " << ids.size(1)
           << " " << quoted(report_path) << " " << optimization;
   auto [status, log] = run_command(command.str(), folder / "check.log");
