@@ -21,7 +21,12 @@ at::Tensor head_rows(std::int64_t head_dim, const std::vector<std::int64_t>& hea
 
 void select_rows(Model& model, const std::string& name, const at::Tensor& rows, std::int64_t dim) {
   auto found = model.tensors.find(name);
-  if (found != model.tensors.end()) found->second = found->second.index_select(dim, rows).contiguous();
+  if (found == model.tensors.end()) return;
+  found->second = found->second.index_select(dim, rows).contiguous();
+  // An int8 weight's scales belong to its output rows.
+  auto scales = model.quantization.weight_scales.find(name);
+  if (scales != model.quantization.weight_scales.end() && dim == 0)
+    scales->second = scales->second.index_select(0, rows).contiguous();
 }
 
 // Keeps per-layer lists in the annotations aligned with the heads that stay.
@@ -118,10 +123,12 @@ void remove_heads(Model& model, const std::vector<HeadId>& heads) {
     remap_annotations(model, layer, kept);
     if (kept.empty()) {
       fold_output_bias(model, layer);
-      for (auto it = model.tensors.begin(); it != model.tensors.end();) {
-        const auto prefix = layer_name(layer, "attn");
+      const auto prefix = layer_name(layer, "attn");
+      for (auto it = model.tensors.begin(); it != model.tensors.end();)
         it = it->first.rfind(prefix, 0) == 0 ? model.tensors.erase(it) : std::next(it);
-      }
+      auto& scales = model.quantization.weight_scales;
+      for (auto it = scales.begin(); it != scales.end();)
+        it = it->first.rfind(prefix, 0) == 0 ? scales.erase(it) : std::next(it);
       structure.query_heads = structure.kv_heads = 0;
       structure.kv_of_query.clear();
       continue;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "support/errors.h"
+#include "support/mapped_file.h"
 
 namespace lathe {
 namespace {
@@ -34,28 +35,60 @@ std::string layer_name(int layer, const std::string& name) {
   return "layers." + std::to_string(layer) + "." + name;
 }
 
-const at::Tensor& Model::tensor(const std::string& name) const {
+const at::Tensor& Model::stored(const std::string& name) const {
   auto found = tensors.find(name);
   if (found == tensors.end()) throw InputError(source.path.string(), "missing tensor " + name);
   return found->second;
 }
 
-const at::Tensor& Model::layer_tensor(int layer, const std::string& name) const {
-  return tensor(layer_name(layer, name));
+at::Tensor Model::tensor(const std::string& name) const {
+  const auto& held = stored(name);
+  if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return held;
+  if (held.scalar_type() == at::kChar) {
+    auto scales = quantization.weight_scales.find(name);
+    if (scales == quantization.weight_scales.end())
+      throw InputError(source.path.string(), "int8 tensor " + name + " has no scales");
+    return held.to(at::kFloat) * scales->second.unsqueeze(1);
+  }
+  return held.to(at::kFloat);
 }
+
+at::Tensor Model::layer_tensor(int layer, const std::string& name) const { return tensor(layer_name(layer, name)); }
 
 bool Model::has_layer_tensor(int layer, const std::string& name) const {
   return has(layer_name(layer, name));
-}
-
-const at::Tensor& Model::output_weight() const {
-  return config.tied_embeddings ? tensor("embed.weight") : tensor("lm_head.weight");
 }
 
 std::int64_t Model::parameter_count() const {
   std::int64_t count = 0;
   for (const auto& [name, tensor] : tensors) count += tensor.numel();
   return count;
+}
+
+std::int64_t Model::stored_bytes() const {
+  std::int64_t bytes = 0;
+  for (const auto& [name, tensor] : tensors) bytes += tensor.numel() * tensor.element_size();
+  for (const auto& [name, scales] : quantization.weight_scales) bytes += scales.numel() * scales.element_size();
+  return bytes;
+}
+
+std::int64_t Model::float_bytes() const { return parameter_count() * static_cast<std::int64_t>(sizeof(float)); }
+
+std::vector<std::string> Model::layer_tensor_names(int layer) const {
+  const auto prefix = layer_name(layer, "");
+  std::vector<std::string> names;
+  for (auto it = tensors.lower_bound(prefix); it != tensors.end() && it->first.starts_with(prefix); ++it)
+    names.push_back(it->first);
+  return names;
+}
+
+void Model::release_pages(const std::string& name) const {
+  auto found = tensors.find(name);
+  if (found == tensors.end() || source.mappings.empty()) return;
+  const auto* begin = static_cast<const std::byte*>(found->second.data_ptr());
+  const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
+  for (const auto& mapping : source.mappings)
+    if (mapping->contains(begin, size)) return mapping->release(begin, size);
 }
 
 void validate_model(const Model& model, const std::string& origin) {
@@ -131,9 +164,14 @@ void validate_model(const Model& model, const std::string& origin) {
       }
     }
   }
-  for (const auto& [name, tensor] : model.tensors)
-    if (tensor.scalar_type() != at::kFloat)
-      throw InputError(origin, "tensor " + name + " is not float32 after loading");
+  for (const auto& [name, tensor] : model.tensors) {
+    const auto type = tensor.scalar_type();
+    if (type == at::kChar && !model.is_quantized_weight(name))
+      throw InputError(origin, "int8 tensor " + name + " has no scales");
+    if (type != at::kFloat && type != at::kHalf && type != at::kBFloat16 && type != at::kChar)
+      throw InputError(origin, "tensor " + name + " is " + std::string(at::toString(type)) +
+                                   "; lathe holds weights as float32, float16, bfloat16 or scaled int8");
+  }
 }
 
 }  // namespace lathe

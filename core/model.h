@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -77,6 +78,8 @@ struct AttentionVariant {
   bool active() const { return clipped_softmax.has_value() || gated; }
 };
 
+class MappedFile;
+
 // Where a model came from, for reports and writer metadata.
 struct ModelSource {
   std::filesystem::path path;
@@ -84,6 +87,8 @@ struct ModelSource {
   std::uintmax_t bytes_on_disk = 0;
   nlohmann::json config;  // the config.json it came with, kept so writers can carry unknown keys
   std::filesystem::path tokenizer;  // tokenizer.model or vocab.json found beside it, if any
+  // The checkpoint files whose bytes the stored tensors wrap (safetensors shards).
+  std::vector<std::shared_ptr<const MappedFile>> mappings;
 };
 
 class Model {
@@ -91,6 +96,9 @@ class Model {
   FamilyDescription family;
   ModelConfig config;
   std::vector<LayerStructure> layers;
+  // Weights as they are held: float32, float16 or bfloat16 (memory-mapped from the checkpoint
+  // until a pass replaces them), or int8 for weights the model quantized (their per-output-
+  // channel scales in quantization.weight_scales). Read values through tensor().
   std::map<std::string, at::Tensor> tensors;
   // Free-form annotations for later passes and writers (head roles and scores, ...).
   nlohmann::json annotations = nlohmann::json::object();
@@ -100,14 +108,29 @@ class Model {
 
   std::int64_t layer_count() const { return static_cast<std::int64_t>(layers.size()); }
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
-  // The tensor or an InputError naming the model and the missing tensor.
-  const at::Tensor& tensor(const std::string& name) const;
-  const at::Tensor& layer_tensor(int layer, const std::string& name) const;
+  // The values of a tensor in float32 (converted from its stored dtype, int8 weights times
+  // their scales; a float32 tensor itself, as is a float64 one of a model a test computes in
+  // double), or an InputError naming the missing tensor.
+  at::Tensor tensor(const std::string& name) const;
+  at::Tensor layer_tensor(int layer, const std::string& name) const;
+  // The tensor as held (see `tensors`).
+  const at::Tensor& stored(const std::string& name) const;
   bool has_layer_tensor(int layer, const std::string& name) const;
-  // The output projection: lm_head.weight, or the token embedding when tied.
-  const at::Tensor& output_weight() const;
+  // The output projection's name: lm_head.weight, or the token embedding when tied.
+  std::string output_weight_name() const { return config.tied_embeddings ? "embed.weight" : "lm_head.weight"; }
+  at::Tensor output_weight() const { return tensor(output_weight_name()); }
+  bool is_quantized_weight(const std::string& name) const { return quantization.weight_scales.count(name) != 0; }
 
   std::int64_t parameter_count() const;
+  // Bytes of the tensors as held, and as float32 (what a pass that keeps the whole model's
+  // values in memory needs for them).
+  std::int64_t stored_bytes() const;
+  std::int64_t float_bytes() const;
+  // Names of the tensors of one decoder layer ("layers.{i}." ...).
+  std::vector<std::string> layer_tensor_names(int layer) const;
+  // Gives the pages of a memory-mapped tensor back to the kernel (they are read from the file
+  // again if used later); nothing for tensors in ordinary memory.
+  void release_pages(const std::string& name) const;
   // A shallow copy: the tensors are shared, so replace a tensor instead of writing into it.
   Model clone() const { return *this; }
 };

@@ -150,13 +150,14 @@ bool checkpoint_needs_transpose(const Model& model, const std::map<std::string, 
   return true;
 }
 
-at::Tensor to_float(const at::Tensor& tensor, const std::string& file, const std::string& name) {
-  if (tensor.scalar_type() == at::kFloat) return tensor;
-  if (tensor.scalar_type() == at::kHalf || tensor.scalar_type() == at::kBFloat16 ||
-      tensor.scalar_type() == at::kDouble || tensor.scalar_type() == at::kChar)  // int8: scaled after loading
-    return tensor.to(at::kFloat);
-  throw InputError(file, "tensor " + name + " has dtype " + std::string(at::toString(tensor.scalar_type())) +
-                             "; lathe reads float weights (F32, F16, BF16)");
+// Weights stay in their stored dtype (and, read from safetensors, in the file's mapping) until a
+// pass uses them; doubles, which nothing computes in, become float32.
+at::Tensor to_stored(const at::Tensor& tensor, const std::string& file, const std::string& name) {
+  const auto type = tensor.scalar_type();
+  if (type == at::kFloat || type == at::kHalf || type == at::kBFloat16 || type == at::kChar) return tensor;
+  if (type == at::kDouble) return tensor.to(at::kFloat);
+  throw InputError(file, "tensor " + name + " has dtype " + std::string(at::toString(type)) +
+                             "; lathe reads float weights (F32, F16, BF16) and its own int8 ones");
 }
 
 void canonicalize(Model& model, std::map<std::string, at::Tensor> raw, const std::string& file) {
@@ -170,7 +171,7 @@ void canonicalize(Model& model, std::map<std::string, at::Tensor> raw, const std
       return;
     }
     used.insert(checkpoint_name);
-    auto tensor = to_float(found->second, file, checkpoint_name);
+    auto tensor = to_stored(found->second, file, checkpoint_name);
     if (transpose && is_block_linear_weight(canonical)) {
       if (tensor.dim() != 2) throw InputError(file, "tensor " + checkpoint_name + " is not a matrix");
       tensor = tensor.t().contiguous();
@@ -203,7 +204,7 @@ void canonicalize(Model& model, std::map<std::string, at::Tensor> raw, const std
       auto found = raw.find(name);
       if (found == raw.end()) throw InputError(file, "missing tensor " + name);
       used.insert(name);
-      auto fused = to_float(found->second, file, name);
+      auto fused = to_stored(found->second, file, name);
       if (transpose && fused.dim() == 2) fused = fused.t();
       if (fused.size(0) != q_rows + 2 * kv_rows)
         throw InputError(file, "tensor " + name + " has " + std::to_string(fused.size(0)) +
@@ -260,8 +261,9 @@ void restore_quantization(Model& model, const HfConfig& hf, const std::map<std::
     auto found = model.tensors.find(canonical);
     if (found == model.tensors.end() || found->second.dim() != 2 || found->second.size(0) != scale.numel())
       throw InputError(origin, std::string(kWeightScalePrefix) + canonical + " does not fit a weight of this model");
-    found->second = (found->second * scale.unsqueeze(1)).contiguous();
-    quantization.weight_scales[canonical] = scale;
+    if (found->second.scalar_type() != at::kChar)
+      throw InputError(origin, std::string(kWeightScalePrefix) + canonical + " scales a weight that is not int8");
+    quantization.weight_scales[canonical] = scale.contiguous();
   }
 }
 
@@ -308,6 +310,7 @@ Model load_model(const ModelLocation& location) {
   if (checkpoint.format == CheckpointFormat::Safetensors) {
     auto file = std::make_shared<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(checkpoint.path));
     for (const auto* view : file->tensors()) raw[view->name] = tensor_from_view(*view, file);
+    for (const auto& shard : file->shards()) model.source.mappings.push_back(shard.mapping());
     model.source.format = "safetensors";
     model.source.bytes_on_disk = file->bytes_on_disk();
     if (file->shards().size() == 1) origin = file->shards().front().path().string();

@@ -1,9 +1,11 @@
 #include "executor/calibration.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <stdexcept>
 
 #include "core/quantization.h"
@@ -58,17 +60,18 @@ RangeMethod parse_range_method(const std::string& name) {
 }
 
 std::map<std::string, ActivationRange> calibrate_ranges(const Executor& executor, const std::vector<EvalBatch>& batches,
-                                                        const std::set<std::string>& sites, const RangeOptions& options) {
+                                                        const std::set<std::string>& sites, const RangeOptions& options,
+                                                        const StreamingOptions& streaming) {
   at::NoGradGuard no_grad;
   std::map<std::string, SiteObservation> observed;
   const bool keep_samples = options.method == RangeMethod::Percentile || options.method == RangeMethod::Mse;
-  for (const auto& batch : batches) {
-    auto valid = batch.mask.reshape({-1});
-    ForwardHooks hooks;
-    hooks.on_activation = [&](int layer, ActivationSite site, const at::Tensor& activation) {
+  std::vector<ForwardHooks> hooks(batches.size());
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    hooks[b].on_activation = [&, b](int layer, ActivationSite site, const at::Tensor& activation) {
       const auto key = site_key(layer, site);
       if (!sites.count(key)) return at::Tensor();
       // Padded positions are not data.
+      auto valid = batches[b].mask.reshape({-1});
       auto values = activation.reshape({-1, activation.size(-1)}).masked_select(valid.unsqueeze(1));
       auto& site_state = observed[key];
       const double low = values.min().item<double>(), high = values.max().item<double>();
@@ -83,16 +86,18 @@ std::map<std::string, ActivationRange> calibrate_ranges(const Executor& executor
       }
       site_state.seen = true;
       if (keep_samples && site_state.sampled < kSampleLimit) {
-        auto take = values.numel() > kSampleLimit / 4
-                        ? values.index_select(0, at::randperm(values.numel(), at::kLong).narrow(0, 0, kSampleLimit / 4))
-                        : values;
+        at::Tensor take = values;
+        if (values.numel() > kSampleLimit / 4) {
+          auto generator = at::make_generator<at::CPUGeneratorImpl>(std::hash<std::string>{}(key) ^ (b * 0x9e3779b97f4a7c15ULL));
+          take = values.index_select(0, at::randperm(values.numel(), generator, at::kLong).narrow(0, 0, kSampleLimit / 4));
+        }
         site_state.sampled += take.numel();
         site_state.samples.push_back(take.clone());
       }
       return at::Tensor();
     };
-    executor.forward(batch.inputs, &hooks);
   }
+  streamed_forward({{&executor, &hooks}}, batch_inputs(batches), nullptr, streaming);
 
   std::map<std::string, ActivationRange> ranges;
   for (auto& [key, state] : observed) {

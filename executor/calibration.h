@@ -30,8 +30,12 @@ struct ActivationRange {
   double high = 0;
 };
 
-// Ranges for each site key in `sites` ("layers.{i}.{site}", see executor.h site_key).
+// Ranges for each site key in `sites` ("layers.{i}.{site}", see executor.h site_key), the
+// model run one layer at a time over the batches (streamed_forward). Percentile and MSE keep a
+// random sample of each batch's values, drawn from a generator seeded by the site and batch, so
+// the ranges do not depend on the order the observations come in.
 std::map<std::string, ActivationRange> calibrate_ranges(const Executor& executor, const std::vector<EvalBatch>& batches,
-                                                        const std::set<std::string>& sites, const RangeOptions& options);
+                                                        const std::set<std::string>& sites, const RangeOptions& options,
+                                                        const StreamingOptions& streaming = {});
 
 }  // namespace lathe

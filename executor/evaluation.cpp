@@ -69,19 +69,28 @@ std::vector<EvalBatch> make_eval_batches(const std::vector<std::vector<std::int3
   return batches;
 }
 
+std::vector<at::Tensor> batch_inputs(const std::vector<EvalBatch>& batches) {
+  std::vector<at::Tensor> inputs;
+  inputs.reserve(batches.size());
+  for (const auto& batch : batches) inputs.push_back(batch.inputs);
+  return inputs;
+}
+
 EvalMetrics evaluate(const Executor& model, const std::vector<EvalBatch>& batches, const Executor* reference,
-                     const std::function<void(std::size_t, std::size_t)>& progress) {
+                     const StreamingOptions& streaming) {
   at::NoGradGuard no_grad;
   double loss_sum = 0, kl_sum = 0, reference_loss_sum = 0;
   std::int64_t tokens = 0, agreeing = 0;
-  for (std::size_t i = 0; i < batches.size(); ++i) {
+  std::vector<StreamedModel> models = {{&model, nullptr}};
+  if (reference != nullptr) models.push_back({reference, nullptr});
+  streamed_forward(models, batch_inputs(batches), [&](std::size_t i, const std::vector<at::Tensor>& logits) {
     const auto& batch = batches[i];
-    auto log_probs = at::log_softmax(model.forward(batch.inputs), -1);
+    auto log_probs = at::log_softmax(logits[0], -1);
     auto token_loss = -log_probs.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
     loss_sum += token_loss.masked_select(batch.mask).to(at::kDouble).sum().item<double>();
     tokens += batch.mask.sum().item<std::int64_t>();
     if (reference != nullptr) {
-      auto reference_log_probs = at::log_softmax(reference->forward(batch.inputs), -1);
+      auto reference_log_probs = at::log_softmax(logits[1], -1);
       auto token_kl = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1);
       reference_loss_sum -= reference_log_probs.gather(-1, batch.targets.unsqueeze(-1))
                                 .squeeze(-1).masked_select(batch.mask).to(at::kDouble).sum().item<double>();
@@ -89,8 +98,7 @@ EvalMetrics evaluate(const Executor& model, const std::vector<EvalBatch>& batche
       auto same = log_probs.argmax(-1).eq(reference_log_probs.argmax(-1)).logical_and(batch.mask);
       agreeing += same.sum().item<std::int64_t>();
     }
-    if (progress) progress(i + 1, batches.size());
-  }
+  }, streaming);
   EvalMetrics metrics;
   metrics.tokens = tokens;
   metrics.mean_loss = tokens > 0 ? loss_sum / static_cast<double>(tokens) : 0.0;

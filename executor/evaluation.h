@@ -10,9 +10,9 @@
 #include <optional>
 #include <vector>
 
-namespace lathe {
+#include "executor/streamed_forward.h"
 
-class Executor;
+namespace lathe {
 
 struct EvalBatch {
   at::Tensor inputs;   // [B, T] int64
@@ -42,8 +42,12 @@ struct EvalMetrics {
   std::optional<double> reference_mean_loss;
 };
 
-// `progress` is called after every batch with (batches done, batches in all).
+// Runs the model (and the reference) one layer at a time over all batches (streamed_forward);
+// `streaming.on_stage` reports progress.
 EvalMetrics evaluate(const Executor& model, const std::vector<EvalBatch>& batches, const Executor* reference = nullptr,
-                     const std::function<void(std::size_t, std::size_t)>& progress = {});
+                     const StreamingOptions& streaming = {});
+
+// The inputs of each batch.
+std::vector<at::Tensor> batch_inputs(const std::vector<EvalBatch>& batches);
 
 }  // namespace lathe

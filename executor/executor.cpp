@@ -32,13 +32,6 @@ at::Tensor observe(const Model& model, const ForwardHooks* hooks, int layer, Act
   return replaced.defined() ? replaced : activation;
 }
 
-at::Tensor linear(const Model& model, int layer, const std::string& name, const at::Tensor& x) {
-  const auto& weight = model.layer_tensor(layer, name + ".weight");
-  const auto bias_name = layer_name(layer, name + ".bias");
-  auto bias = model.tensors.find(bias_name);
-  return at::linear(x, weight, bias == model.tensors.end() ? at::Tensor() : bias->second);
-}
-
 // Rotate-half rotary embedding on [B, H, T, d] at positions offset .. offset + T.
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const auto half = x.size(-1) / 2;
@@ -93,15 +86,40 @@ Executor::Executor(const Model& model) : model_(model) {
     rotary_tables(model.config.max_positions, model.config.head_dim, model.config.rope_theta, rotary_cos_, rotary_sin_);
 }
 
-at::Tensor Executor::norm(const at::Tensor& x, const std::string& prefix) const {
-  const auto& weight = model_.tensor(prefix + ".weight");
-  const auto eps = as_float32(model_.config.norm_eps);
-  if (model_.family.block.norm == NormKind::Layer) {
-    auto bias = model_.tensors.find(prefix + ".bias");
-    return at::layer_norm(x, {x.size(-1)}, weight, bias == model_.tensors.end() ? at::Tensor() : bias->second, eps);
+at::Tensor Executor::weight(const std::string& name) const {
+  const auto& held = model_.stored(name);
+  if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return held;
+  auto found = converted_.find(name);
+  if (found != converted_.end()) return found->second;
+  auto values = model_.tensor(name);
+  model_.release_pages(name);
+  return converted_.emplace(name, std::move(values)).first->second;
+}
+
+at::Tensor Executor::optional_weight(const std::string& name) const {
+  return model_.has(name) ? weight(name) : at::Tensor();
+}
+
+void Executor::release_layer(int layer) const {
+  const auto names = layer < 0 ? std::vector<std::string>{"embed.weight", "pos_embed.weight", "final_norm.weight",
+                                                           "final_norm.bias", "lm_head.weight"}
+                               : model_.layer_tensor_names(layer);
+  for (const auto& name : names) {
+    converted_.erase(name);
+    model_.release_pages(name);
   }
+}
+
+at::Tensor Executor::linear(int layer, const std::string& name, const at::Tensor& x) const {
+  return at::linear(x, weight(layer_name(layer, name + ".weight")), optional_weight(layer_name(layer, name + ".bias")));
+}
+
+at::Tensor Executor::norm(const at::Tensor& x, const std::string& prefix) const {
+  const auto eps = as_float32(model_.config.norm_eps);
+  if (model_.family.block.norm == NormKind::Layer)
+    return at::layer_norm(x, {x.size(-1)}, weight(prefix + ".weight"), optional_weight(prefix + ".bias"), eps);
   auto variance = x.pow(2).mean(-1, /*keepdim=*/true);
-  return x * at::rsqrt(variance + eps) * weight;
+  return x * at::rsqrt(variance + eps) * weight(prefix + ".weight");
 }
 
 at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
@@ -112,9 +130,9 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
   auto kv_heads = structure.kv_heads, group = structure.group_size();
   const auto head_dim = model_.config.head_dim;
 
-  auto q = linear(model_, layer, "attn.q", x).view({batch, length, heads, head_dim}).transpose(1, 2);
-  auto k = linear(model_, layer, "attn.k", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
-  auto v = linear(model_, layer, "attn.v", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+  auto q = linear(layer, "attn.q", x).view({batch, length, heads, head_dim}).transpose(1, 2);
+  auto k = linear(layer, "attn.k", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+  auto v = linear(layer, "attn.v", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   if (model_.family.block.position == PositionKind::Rotary) {
     auto cos = rotary_cos_.narrow(0, offset, length);
     auto sin = rotary_sin_.narrow(0, offset, length);
@@ -184,14 +202,14 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
     context = context * hooks->head_gates[layer].view({1, heads, 1, 1});
   context = context.transpose(1, 2).reshape({batch, length, heads * head_dim});
   context = observe(model_, hooks, layer, ActivationSite::AttentionContext, context);
-  return linear(model_, layer, "attn.o", context);
+  return linear(layer, "attn.o", context);
 }
 
 at::Tensor Executor::head_output_gates(int layer, const at::Tensor& x) const {
-  const auto& weight = model_.layer_tensor(layer, "attn.gate.weight");  // [Hq, hidden / Hq]
-  const auto& bias = model_.layer_tensor(layer, "attn.gate.bias");      // [Hq]
-  auto slices = x.reshape({x.size(0), x.size(1), weight.size(0), weight.size(1)});
-  auto logits = (slices * weight).sum(-1) + bias;  // [B, T, Hq]
+  const auto gate_weight = weight(layer_name(layer, "attn.gate.weight"));  // [Hq, hidden / Hq]
+  const auto gate_bias = weight(layer_name(layer, "attn.gate.bias"));      // [Hq]
+  auto slices = x.reshape({x.size(0), x.size(1), gate_weight.size(0), gate_weight.size(1)});
+  auto logits = (slices * gate_weight).sum(-1) + gate_bias;  // [B, T, Hq]
   return at::sigmoid(logits).transpose(1, 2).unsqueeze(-1);
 }
 
@@ -199,47 +217,62 @@ at::Tensor Executor::mlp(int layer, const at::Tensor& x, const ForwardHooks* hoo
   at::Tensor hidden;
   switch (model_.family.block.mlp) {
     case MlpKind::GatedSiLU:
-      hidden = at::silu(linear(model_, layer, "mlp.gate", x)) * linear(model_, layer, "mlp.up", x);
+      hidden = at::silu(linear(layer, "mlp.gate", x)) * linear(layer, "mlp.up", x);
       break;
-    case MlpKind::GeluTanh: hidden = gelu(linear(model_, layer, "mlp.up", x), /*tanh_approximation=*/true); break;
-    case MlpKind::Gelu: hidden = gelu(linear(model_, layer, "mlp.up", x), /*tanh_approximation=*/false); break;
-    case MlpKind::Relu: hidden = at::relu(linear(model_, layer, "mlp.up", x)); break;
+    case MlpKind::GeluTanh: hidden = gelu(linear(layer, "mlp.up", x), /*tanh_approximation=*/true); break;
+    case MlpKind::Gelu: hidden = gelu(linear(layer, "mlp.up", x), /*tanh_approximation=*/false); break;
+    case MlpKind::Relu: hidden = at::relu(linear(layer, "mlp.up", x)); break;
   }
   hidden = observe(model_, hooks, layer, ActivationSite::MlpHidden, hidden);
-  return linear(model_, layer, "mlp.down", hidden);
+  return linear(layer, "mlp.down", hidden);
+}
+
+at::Tensor Executor::embed(const at::Tensor& input_ids, std::int64_t offset) const {
+  if (input_ids.dim() != 2) throw std::invalid_argument("input_ids must be [batch, sequence]");
+  const auto length = input_ids.size(1);
+  if (offset + length > model_.config.max_positions)
+    throw InputError("sequence of " + std::to_string(offset + length) + " positions exceeds the model's maximum of " +
+                     std::to_string(model_.config.max_positions));
+  auto x = at::embedding(weight("embed.weight"), input_ids.to(at::kLong));
+  if (model_.family.block.position == PositionKind::Learned)
+    x = x + weight("pos_embed.weight").narrow(0, offset, length);
+  return x;
+}
+
+at::Tensor Executor::decoder_layer(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
+                                   KvCache* cache) const {
+  const auto& structure = model_.layers[layer];
+  auto y = x;
+  if (structure.has_attention()) {
+    auto h = observe(model_, hooks, layer, ActivationSite::AttentionInput, norm(y, layer_name(layer, "attn_norm")));
+    y = y + observe(model_, hooks, layer, ActivationSite::AttentionOutput, attention(layer, h, offset, hooks, cache));
+  }
+  if (structure.ffn_width > 0) {
+    auto h = observe(model_, hooks, layer, ActivationSite::MlpInput, norm(y, layer_name(layer, "mlp_norm")));
+    y = y + observe(model_, hooks, layer, ActivationSite::MlpOutput, mlp(layer, h, hooks));
+  }
+  return y;
+}
+
+at::Tensor Executor::final_hidden(const at::Tensor& x, const ForwardHooks* hooks) const {
+  return observe(model_, hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm"));
+}
+
+at::Tensor Executor::output_head(const at::Tensor& x, const ForwardHooks* hooks) const {
+  return at::linear(final_hidden(x, hooks), weight(model_.output_weight_name()));
 }
 
 at::Tensor Executor::forward(const at::Tensor& input_ids, const ForwardHooks* hooks, KvCache* cache) const {
-  if (input_ids.dim() != 2) throw std::invalid_argument("input_ids must be [batch, sequence]");
-  const auto length = input_ids.size(1);
   std::int64_t offset = 0;
   if (cache != nullptr) {
     offset = cache->length;
     cache->keys.resize(model_.layers.size());
     cache->values.resize(model_.layers.size());
   }
-  if (offset + length > model_.config.max_positions)
-    throw InputError("sequence of " + std::to_string(offset + length) + " positions exceeds the model's maximum of " +
-                     std::to_string(model_.config.max_positions));
-  auto ids = input_ids.to(at::kLong);
-  auto x = at::embedding(model_.tensor("embed.weight"), ids);
-  if (model_.family.block.position == PositionKind::Learned)
-    x = x + model_.tensor("pos_embed.weight").narrow(0, offset, length);
-
-  for (int layer = 0; layer < model_.layer_count(); ++layer) {
-    const auto& structure = model_.layers[layer];
-    if (structure.has_attention()) {
-      auto h = observe(model_, hooks, layer, ActivationSite::AttentionInput, norm(x, layer_name(layer, "attn_norm")));
-      x = x + observe(model_, hooks, layer, ActivationSite::AttentionOutput, attention(layer, h, offset, hooks, cache));
-    }
-    if (structure.ffn_width > 0) {
-      auto h = observe(model_, hooks, layer, ActivationSite::MlpInput, norm(x, layer_name(layer, "mlp_norm")));
-      x = x + observe(model_, hooks, layer, ActivationSite::MlpOutput, mlp(layer, h, hooks));
-    }
-  }
-  if (cache != nullptr) cache->length = offset + length;
-  x = observe(model_, hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm"));
-  return at::linear(x, model_.output_weight());
+  auto x = embed(input_ids, offset);
+  for (int layer = 0; layer < model_.layer_count(); ++layer) x = decoder_layer(layer, x, offset, hooks, cache);
+  if (cache != nullptr) cache->length = offset + input_ids.size(1);
+  return output_head(x, hooks);
 }
 
 std::vector<std::int64_t> Executor::greedy_decode(const std::vector<std::int64_t>& prompt, std::int64_t steps) const {

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/model.h"
@@ -54,6 +56,24 @@ class Executor {
   at::Tensor forward(const at::Tensor& input_ids, const ForwardHooks* hooks = nullptr,
                      KvCache* cache = nullptr) const;
 
+  // The three stages of forward(), for running a model one layer at a time over many batches
+  // (see streamed_forward.h): token (and position) embeddings [B, T, hidden] for ids at
+  // positions offset .. offset + T; one decoder layer; the final norm and output head.
+  at::Tensor embed(const at::Tensor& input_ids, std::int64_t offset = 0) const;
+  at::Tensor decoder_layer(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
+                           KvCache* cache = nullptr) const;
+  at::Tensor output_head(const at::Tensor& x, const ForwardHooks* hooks) const;
+  // The output head's input (the final norm, observed as FinalHidden) without the projection.
+  at::Tensor final_hidden(const at::Tensor& x, const ForwardHooks* hooks) const;
+
+  // The float32 values of a model tensor. Float32 tensors are the model's own; others
+  // (float16, bfloat16, int8 times scales) are converted on first use and kept until
+  // release_layer() (or for the executor's lifetime).
+  at::Tensor weight(const std::string& name) const;
+  // Drops the converted tensors of one decoder layer (or of the embeddings and head, layer
+  // -1) and gives their memory-mapped pages back to the kernel.
+  void release_layer(int layer) const;
+
   // Greedy decoding with a KV cache: `steps` new ids after `prompt`.
   std::vector<std::int64_t> greedy_decode(const std::vector<std::int64_t>& prompt, std::int64_t steps) const;
 
@@ -69,8 +89,11 @@ class Executor {
   at::Tensor head_output_gates(int layer, const at::Tensor& x) const;
   at::Tensor mlp(int layer, const at::Tensor& x, const ForwardHooks* hooks) const;
   at::Tensor norm(const at::Tensor& x, const std::string& prefix) const;
+  at::Tensor linear(int layer, const std::string& name, const at::Tensor& x) const;
+  at::Tensor optional_weight(const std::string& name) const;
 
   const Model& model_;
+  mutable std::unordered_map<std::string, at::Tensor> converted_;
   at::Tensor rotary_cos_;
   at::Tensor rotary_sin_;
 };

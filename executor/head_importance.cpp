@@ -8,6 +8,7 @@
 
 #include "core/model.h"
 #include "executor/executor.h"
+#include "executor/streamed_forward.h"
 
 namespace lathe {
 namespace {
@@ -81,21 +82,23 @@ HeadScores entropy_importance(const Executor& executor, const std::vector<EvalBa
   const auto& model = executor.model();
   auto sums = zeros_like_heads(model);
   std::vector<double> rows(model.layers.size(), 0.0);
-  for (const auto& batch : batches) {
-    ForwardHooks hooks;
-    hooks.on_attention = [&](int layer, const at::Tensor& probabilities) {
+  std::vector<EvalBatch> scored;  // a batch of single positions has no choice to measure
+  for (const auto& batch : batches)
+    if (batch.inputs.size(1) > 1) scored.push_back(batch);
+  std::vector<ForwardHooks> hooks(scored.size());
+  for (std::size_t b = 0; b < scored.size(); ++b)
+    hooks[b].on_attention = [&, b](int layer, const at::Tensor& probabilities) {
       // Row t of a causal layer spreads over t + 1 keys; the first row has no choice.
       const auto length = probabilities.size(2);
       auto entropy = -(probabilities * at::log(probabilities.clamp_min(1e-12))).sum(-1);  // [B, H, T]
       auto keys = at::arange(1, length + 1, at::kFloat);
       auto focus = (1.0 - entropy / at::log(keys).clamp_min(1e-12)).narrow(2, 1, length - 1);
-      auto valid = batch.mask.narrow(1, 1, length - 1).unsqueeze(1).to(at::kFloat);  // [B, 1, T-1]
+      auto valid = scored[b].mask.narrow(1, 1, length - 1).unsqueeze(1).to(at::kFloat);  // [B, 1, T-1]
       auto per_head = (focus * valid).sum(at::IntArrayRef{0, 2});
       for (std::int64_t h = 0; h < per_head.size(0); ++h) sums[layer][h] += per_head[h].template item<double>();
       rows[layer] += valid.sum().item<double>();
     };
-    if (batch.inputs.size(1) > 1) executor.forward(batch.inputs, &hooks);
-  }
+  streamed_forward({{&executor, &hooks}}, batch_inputs(scored), nullptr);
   for (std::size_t layer = 0; layer < sums.size(); ++layer)
     for (auto& value : sums[layer]) value /= std::max(1.0, rows[layer]);
   return sums;

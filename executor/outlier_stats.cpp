@@ -129,22 +129,20 @@ std::vector<std::int64_t> ActivationStatistics::outlier_channels(double sigmas) 
   return outliers;
 }
 
-std::vector<LayerActivationStatistics> gather_activation_statistics(
-    const Executor& executor, const std::vector<EvalBatch>& batches, const std::vector<ActivationSite>& sites,
-    const std::function<void(std::size_t, std::size_t)>& progress) {
+std::vector<LayerActivationStatistics> gather_activation_statistics(const Executor& executor,
+                                                                    const std::vector<EvalBatch>& batches,
+                                                                    const std::vector<ActivationSite>& sites,
+                                                                    const StreamingOptions& streaming) {
   at::NoGradGuard no_grad;
   std::vector<LayerActivationStatistics> statistics(executor.model().layers.size());
-  for (std::size_t i = 0; i < batches.size(); ++i) {
-    const auto& batch = batches[i];
-    ForwardHooks hooks;
-    hooks.on_activation = [&](int layer, ActivationSite site, const at::Tensor& activation) {
+  std::vector<ForwardHooks> hooks(batches.size());
+  for (std::size_t b = 0; b < batches.size(); ++b)
+    hooks[b].on_activation = [&, b](int layer, ActivationSite site, const at::Tensor& activation) {
       if (layer >= 0 && std::find(sites.begin(), sites.end(), site) != sites.end())
-        statistics[layer][site].add(activation, batch.mask);
+        statistics[layer][site].add(activation, batches[b].mask);
       return at::Tensor();
     };
-    executor.forward(batch.inputs, &hooks);
-    if (progress) progress(i + 1, batches.size());
-  }
+  streamed_forward({{&executor, &hooks}}, batch_inputs(batches), nullptr, streaming);
   return statistics;
 }
 

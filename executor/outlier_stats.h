@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "executor/evaluation.h"
+#include "executor/streamed_forward.h"
 #include "executor/executor.h"
 
 namespace lathe {
@@ -68,11 +69,10 @@ class ActivationStatistics {
 // Statistics of one layer, by site.
 using LayerActivationStatistics = std::map<ActivationSite, ActivationStatistics>;
 
-// Runs every batch through the model (no gradients) and gathers statistics at `sites` of every
-// layer that has them ([layer] -> site -> statistics). `progress` is called after each batch
-// with (batches done, batches in all).
+// Runs the model one layer at a time over every batch (no gradients; streamed_forward) and
+// gathers statistics at `sites` of every layer that has them ([layer] -> site -> statistics).
 std::vector<LayerActivationStatistics> gather_activation_statistics(
     const Executor& executor, const std::vector<EvalBatch>& batches, const std::vector<ActivationSite>& sites,
-    const std::function<void(std::size_t, std::size_t)>& progress = {});
+    const StreamingOptions& streaming = {});
 
 }  // namespace lathe

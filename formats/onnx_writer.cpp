@@ -303,14 +303,13 @@ class TransformerGraph {
   // Token embedding rows. An int8 table (per-row scales) is gathered as int8 and dequantized
   // row by row, so the work follows the tokens, not the vocabulary.
   std::string embedding(const std::string& input_ids) {
-    const auto& table = model_.tensor("embed.weight");
     auto found = model_.quantization.weight_scales.find("embed.weight");
     if (found == model_.quantization.weight_scales.end()) {
-      embedding_table_ = g_.initializer("embed.weight", table);
+      embedding_table_ = g_.initializer("embed.weight", model_.tensor("embed.weight"));
       return g_.gather(embedding_table_, input_ids);
     }
     const auto& scales = found->second;
-    auto int8 = g_.initializer("embed.weight.int8", quantize_weight(table, scales, model_.quantization.weight_limit),
+    auto int8 = g_.initializer("embed.weight.int8", model_.stored("embed.weight"),
                                "int8 [vocab, hidden]; value = int8 x scale[row]");
     auto row_scales = g_.initializer("embed.weight.scale", scales);
     if (model_.config.tied_embeddings)  // a constant expression runtimes fold when they load the model
@@ -390,7 +389,7 @@ class TransformerGraph {
   // activation and MatMulInteger for dynamic ones.
   std::string quantized_matmul(const std::string& weight_name, const std::string& x) {
     const auto& scales = model_.quantization.weight_scales.at(weight_name);
-    auto int8 = quantize_weight(model_.tensor(weight_name), scales, model_.quantization.weight_limit).t().contiguous();
+    auto int8 = model_.stored(weight_name).t().contiguous();
     auto weight = g_.initializer(weight_name + ".int8", int8, "int8 [in, out]; value = int8 x scale[out]");
     auto weight_scale = g_.initializer(weight_name + ".scale", scales);
     if (!dynamic_values_.count(x)) {

@@ -16,11 +16,7 @@ namespace {
 // The weight as the file stores it: int8 values when the model quantized it (their scales are
 // written separately), the float tensor otherwise.
 at::Tensor stored_form(const Model& model, const std::string& canonical) {
-  const auto& tensor = model.tensor(canonical);
-  const auto& scales = model.quantization.weight_scales;
-  auto found = scales.find(canonical);
-  if (found == scales.end()) return tensor;
-  return quantize_weight(tensor, found->second, model.quantization.weight_limit);
+  return model.is_quantized_weight(canonical) ? model.stored(canonical) : model.tensor(canonical);
 }
 
 // The model's tensors under the family's checkpoint names, in the family's layout.

@@ -9,6 +9,7 @@
 #include "executor/evaluation.h"
 #include "executor/executor.h"
 #include "executor/needle_haystack.h"
+#include "passes/layer_streaming.h"
 #include "passes/needle_setup.h"
 #include "support/svg_heatmap.h"
 #include "passes/pass_context.h"
@@ -17,13 +18,6 @@
 
 namespace lathe {
 namespace {
-
-// What the weights take in memory (and, give or take headers, in a safetensors file).
-std::int64_t weight_bytes(const Model& model) {
-  std::int64_t bytes = 0;
-  for (const auto& [name, tensor] : model.tensors) bytes += tensor.numel() * tensor.element_size();
-  return bytes;
-}
 
 class EvalPass : public Pass {
  public:
@@ -39,16 +33,16 @@ class EvalPass : public Pass {
     Executor executor(model);
     std::unique_ptr<Executor> reference;
     if (compare) reference = std::make_unique<Executor>(context.original);
-    auto metrics = evaluate(executor, batches, reference.get(), [&](std::size_t done, std::size_t all) {
-      context.progress.update("eval " + data_name + ": batch " + std::to_string(done) + "/" + std::to_string(all));
-    });
+    std::int64_t tokens = 0;
+    for (const auto& batch : batches) tokens += batch.inputs.numel();
+    auto metrics = evaluate(executor, batches, reference.get(), layer_streaming(context, "eval " + data_name, tokens));
     context.progress.finish();
 
     nlohmann::json result = {
         {"data", data_name},
         {"tokens", metrics.tokens},
         {"parameters", model.parameter_count()},
-        {"weight_bytes", weight_bytes(model)},
+        {"weight_bytes", model.stored_bytes()},
         {"source_bytes_on_disk", context.original.source.bytes_on_disk},
     };
     if (params_.get_bool("perplexity")) {

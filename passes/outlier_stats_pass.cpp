@@ -8,6 +8,7 @@
 
 #include "core/model.h"
 #include "executor/executor.h"
+#include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
@@ -295,9 +296,11 @@ const std::vector<LayerActivationStatistics>& cached_activation_statistics(const
         executor, batches,
         {ActivationSite::AttentionInput, ActivationSite::AttentionOutput, ActivationSite::MlpInput,
          ActivationSite::MlpOutput},
-        [&](std::size_t done, std::size_t all) {
-          context.progress.update("activation statistics, batch " + std::to_string(done) + "/" + std::to_string(all));
-        });
+        layer_streaming(context, "activation statistics", [&] {
+          std::int64_t tokens = 0;
+          for (const auto& batch : batches) tokens += batch.inputs.numel();
+          return tokens;
+        }()));
     context.progress.finish();
     return statistics;
   });

@@ -29,6 +29,9 @@ class PassContext {
   Progress& progress;
   SourceLocation where;        // the recipe entry of the running pass
   std::int64_t transforms_applied = 0;  // transforms run so far: 0 means the model is the original
+  // Bytes the run may use (--memory-limit); 0: no limit. Hidden states of layer-streamed
+  // passes above a quarter of it go to temporary files.
+  std::int64_t memory_limit = 0;
   nlohmann::json statistics = nlohmann::json::object();  // this pass's section of the report
   nlohmann::json metrics = nlohmann::json::object();     // the run's metrics, by evaluation label
   std::vector<std::string> summary;                       // this pass's lines for the terminal report

@@ -10,6 +10,7 @@
 #include "core/model.h"
 #include "executor/calibration.h"
 #include "executor/executor.h"
+#include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
@@ -125,8 +126,10 @@ class QuantizePass : public Pass {
       options.percentile = params_.get_float("percentile");
       options.symmetric = params_.get_string("activations") == "symmetric";
       auto batches = context.data.batches(data_entry(context), context.where, 0, params_.get_int("max_tokens"));
-      context.progress.update("quantize: calibrating " + std::to_string(sites.size()) + " activation sites");
-      ranges = calibrate_ranges(Executor(model), batches, sites, options);
+      std::int64_t tokens = 0;
+      for (const auto& batch : batches) tokens += batch.inputs.numel();
+      ranges = calibrate_ranges(Executor(model), batches, sites, options,
+                                layer_streaming(context, "quantize: calibrating " + std::to_string(sites.size()) + " sites", tokens));
       context.progress.finish();
     }
 
@@ -137,14 +140,20 @@ class QuantizePass : public Pass {
     quantization.weight_limit = weight_limit_for(quantization.target_cpu);
     const bool mse = params_.get_string("weights") == "mse";
     double worst_weight_error = 0;
-    for (const auto& linear : quantized) {
-      const auto& weight = model.tensor(linear.weight);
+    // The IR keeps the int8 values and their scales: a quarter of the float32 weights' memory.
+    for (std::size_t i = 0; i < quantized.size(); ++i) {
+      const auto& name = quantized[i].weight;
+      const auto weight = model.tensor(name);
       auto scales = weight_scales(weight, mse, quantization.weight_limit);
-      auto dequantized = quantize_weight(weight, scales, quantization.weight_limit).to(at::kFloat) * scales.unsqueeze(1);
-      worst_weight_error = std::max(worst_weight_error, (dequantized - weight).abs().max().item<double>());
-      model.tensors[linear.weight] = dequantized.contiguous();
-      quantization.weight_scales[linear.weight] = scales;
+      auto values = quantize_weight(weight, scales, quantization.weight_limit);
+      worst_weight_error = std::max(worst_weight_error,
+                                    (values.to(at::kFloat) * scales.unsqueeze(1) - weight).abs().max().item<double>());
+      model.release_pages(name);
+      model.tensors[name] = values.contiguous();
+      quantization.weight_scales[name] = scales;
+      context.progress.heartbeat("quantize: weight " + std::to_string(i + 1) + "/" + std::to_string(quantized.size()));
     }
+    context.progress.finish();
     auto activations = nlohmann::json::object();
     if (mode == ModelQuantization::Mode::Static) {
       const bool symmetric = params_.get_string("activations") == "symmetric";

@@ -17,6 +17,14 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   std::span<const std::byte> bytes() const { return {data_, size_}; }
+  bool contains(const void* begin, std::size_t size) const {
+    const auto* first = static_cast<const std::byte*>(begin);
+    return data_ != nullptr && first >= data_ && first + size <= data_ + size_;
+  }
+  // Drops the pages wholly inside [begin, begin + size) from this process's memory; the next
+  // read maps them from the file again. The mapping is private and never written, so nothing
+  // is lost.
+  void release(const void* begin, std::size_t size) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:

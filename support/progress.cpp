@@ -6,7 +6,15 @@
 
 namespace lathe {
 
-Progress::Progress() : enabled_(::isatty(STDERR_FILENO) == 1) {}
+Progress::Progress() : enabled_(::isatty(STDERR_FILENO) == 1), heartbeats_(!enabled_) {}
+
+void Progress::heartbeat(const std::string& line) {
+  if (enabled_) return update(line);
+  if (!heartbeats_ || Clock::now() - last_line_ < std::chrono::seconds(10)) return;
+  std::fprintf(stderr, "lathe: %s\n", line.c_str());
+  std::fflush(stderr);
+  last_line_ = Clock::now();
+}
 
 void Progress::update(const std::string& line) {
   if (!enabled_) return;

@@ -209,7 +209,9 @@ TEST_F(Quantize, Int8SafetensorsRoundTripWithIdenticalWeights) {
     EXPECT_EQ(reloaded.quantization.mode, quantized.quantization.mode);
     EXPECT_EQ(reloaded.quantization.weight_scales.size(), quantized.quantization.weight_scales.size());
     EXPECT_EQ(reloaded.quantization.activations.size(), quantized.quantization.activations.size());
-    for (const auto& [name, tensor] : quantized.tensors) EXPECT_TRUE(at::equal(reloaded.tensor(name), tensor)) << name;
+    for (const auto& [name, tensor] : quantized.tensors) EXPECT_TRUE(at::equal(reloaded.stored(name), tensor)) << name;
+    for (const auto& [name, scales] : quantized.quantization.weight_scales)
+      EXPECT_TRUE(at::equal(reloaded.quantization.weight_scales.at(name), scales)) << name;
     auto ids = testing::random_ids(quantized.config.vocab, 2, 12, 3);
     at::NoGradGuard no_grad;
     EXPECT_TRUE(at::equal(Executor(reloaded).forward(ids), Executor(quantized).forward(ids))) << model;
@@ -268,7 +270,7 @@ TEST_F(Quantize, TargetCpuSetsTheWeightRange) {
   const auto loaded = load_model(ModelLocation{folder / "vnni"});
   EXPECT_EQ(loaded.quantization.target_cpu, TargetCpu::Vnni);
   EXPECT_EQ(loaded.quantization.weight_limit, 127);
-  for (const auto& [name, tensor] : for_vnni.tensors) EXPECT_TRUE(at::equal(loaded.tensor(name), tensor)) << name;
+  for (const auto& [name, tensor] : for_vnni.tensors) EXPECT_TRUE(at::equal(loaded.stored(name), tensor)) << name;
 }
 
 TEST_F(Quantize, UnknownTargetCpuIsBadInput) {

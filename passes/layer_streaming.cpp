@@ -1,0 +1,46 @@
+#include "passes/layer_streaming.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "passes/pass_context.h"
+#include "support/progress.h"
+
+namespace lathe {
+namespace {
+
+std::string duration_text(double seconds) {
+  const auto whole = static_cast<long>(seconds + 0.5);
+  char text[32];
+  if (whole >= 3600)
+    std::snprintf(text, sizeof text, "%ldh%02ldm", whole / 3600, whole / 60 % 60);
+  else if (whole >= 60)
+    std::snprintf(text, sizeof text, "%ldm%02lds", whole / 60, whole % 60);
+  else
+    std::snprintf(text, sizeof text, "%lds", whole);
+  return text;
+}
+
+}  // namespace
+
+StreamingOptions layer_streaming(PassContext& context, const std::string& what, std::int64_t tokens) {
+  StreamingOptions options;
+  options.hidden_state_budget = context.memory_limit / 4;
+  const auto start = std::chrono::steady_clock::now();
+  options.on_stage = [&progress = context.progress, what, tokens, start](int done, int stages) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double fraction = static_cast<double>(done) / stages;
+    std::string line = what + ": layer " + std::to_string(std::max(0, std::min(done - 1, stages - 2))) + "/" +
+                       std::to_string(stages - 2);
+    if (seconds > 0 && done > 0) {
+      char rate[64];
+      std::snprintf(rate, sizeof rate, ", %.0f tokens/s", static_cast<double>(tokens) * fraction / seconds);
+      line += rate;
+      if (done < stages) line += ", " + duration_text(seconds * (1.0 - fraction) / fraction) + " left";
+    }
+    progress.heartbeat(line);
+  };
+  return options;
+}
+
+}  // namespace lathe
