@@ -14,6 +14,7 @@
 #include "pipeline/recipe.h"
 #include "pipeline/report.h"
 #include "support/errors.h"
+#include "support/process_stats.h"
 #include "support/progress.h"
 
 namespace lathe {
@@ -63,6 +64,28 @@ const char* mlp_name(MlpKind kind) {
   return "?";
 }
 
+// "16G", "512M", "64k" (powers of 1024) or plain bytes.
+std::int64_t parse_memory_limit(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  std::string unit = text.substr(used);
+  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+  const double scale = unit.empty() ? 1.0
+                       : unit == "k" || unit == "K" ? 1024.0
+                       : unit == "m" || unit == "M" ? 1024.0 * 1024
+                       : unit == "g" || unit == "G" ? 1024.0 * 1024 * 1024
+                       : unit == "t" || unit == "T" ? 1024.0 * 1024 * 1024 * 1024
+                                                    : -1.0;
+  if (used == 0 || scale < 0 || !(value > 0))
+    throw InputError("--memory-limit " + text + ": expected a size such as 16G, 512M or a number of bytes");
+  return static_cast<std::int64_t>(value * scale);
+}
+
 }  // namespace
 
 int run_command(const RunCommand& command) {
@@ -72,6 +95,8 @@ int run_command(const RunCommand& command) {
     options.dry_run = command.dry_run;
     options.threads = command.threads > 0 ? command.threads : std::max(1u, std::thread::hardware_concurrency());
     at::set_num_threads(options.threads);
+    options.memory_limit = command.memory_limit.empty() ? static_cast<std::int64_t>(available_memory_bytes())
+                                                        : parse_memory_limit(command.memory_limit);
     const auto report_path = command.report ? *command.report : default_report_path(recipe);
     if (!report_path.empty())
       options.artifacts_dir = report_path.has_parent_path() ? report_path.parent_path() : std::filesystem::path(".");

@@ -2,7 +2,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iostream>
 
@@ -28,6 +32,10 @@ int run(int argc, char** argv) {
   run->add_option("--threads", run_options.threads, "threads for tensor math (default: all cores)")
       ->check(CLI::Range(1, 1024));
   run->add_option("--report", run_options.report, "write the JSON report here (default: beside the first output)");
+  run->add_option("--memory-limit", run_options.memory_limit,
+                  "memory the run may use, e.g. 16G or 512M (default: what the machine has available); passes "
+                  "that hold the whole model refuse to start above it, layer-streamed passes keep hidden states "
+                  "beyond a quarter of it in temporary files");
 
   lathe::InspectCommand inspect_options;
   auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's family, structure and size");
@@ -62,7 +70,18 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
+// OpenMP threads that finished their share busy-wait for the next one; on a shared CI runner
+// that spinning fights the other processes for the cores (a 2-thread matrix product measured 5x
+// slower beside one busy process). libgomp reads OMP_WAIT_POLICY only when it loads, before
+// main, so `lathe run` starts itself again with the passive policy unless the user chose one.
+void prefer_passive_openmp_threads(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "run") != 0 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 0);
+  ::execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+}
+
 int main(int argc, char** argv) {
+  prefer_passive_openmp_threads(argc, argv);
   lathe::keep_freed_memory_for_reuse();
   try {
     return run(argc, argv);

@@ -82,12 +82,21 @@ std::vector<std::string> Model::layer_tensor_names(int layer) const {
   return names;
 }
 
+bool Model::is_memory_mapped(const std::string& name) const {
+  auto found = tensors.find(name);
+  if (found == tensors.end()) return false;
+  const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
+  for (const auto& mapping : mapped_files)
+    if (mapping->contains(found->second.data_ptr(), size)) return true;
+  return false;
+}
+
 void Model::release_pages(const std::string& name) const {
   auto found = tensors.find(name);
-  if (found == tensors.end() || source.mappings.empty()) return;
+  if (found == tensors.end() || mapped_files.empty()) return;
   const auto* begin = static_cast<const std::byte*>(found->second.data_ptr());
   const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
-  for (const auto& mapping : source.mappings)
+  for (const auto& mapping : mapped_files)
     if (mapping->contains(begin, size)) return mapping->release(begin, size);
 }
 

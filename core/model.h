@@ -87,8 +87,6 @@ struct ModelSource {
   std::uintmax_t bytes_on_disk = 0;
   nlohmann::json config;  // the config.json it came with, kept so writers can carry unknown keys
   std::filesystem::path tokenizer;  // tokenizer.model or vocab.json found beside it, if any
-  // The checkpoint files whose bytes the stored tensors wrap (safetensors shards).
-  std::vector<std::shared_ptr<const MappedFile>> mappings;
 };
 
 class Model {
@@ -105,6 +103,9 @@ class Model {
   AttentionVariant attention;
   ModelQuantization quantization;
   ModelSource source;
+  // The file mappings whose bytes stored tensors wrap: checkpoint shards, and temporary files
+  // holding tensors a pass made (see tensor_spill.h).
+  std::vector<std::shared_ptr<const MappedFile>> mapped_files;
 
   std::int64_t layer_count() const { return static_cast<std::int64_t>(layers.size()); }
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
@@ -131,6 +132,8 @@ class Model {
   // Gives the pages of a memory-mapped tensor back to the kernel (they are read from the file
   // again if used later); nothing for tensors in ordinary memory.
   void release_pages(const std::string& name) const;
+  // Whether a stored tensor's bytes are in one of mapped_files.
+  bool is_memory_mapped(const std::string& name) const;
   // A shallow copy: the tensors are shared, so replace a tensor instead of writing into it.
   Model clone() const { return *this; }
 };

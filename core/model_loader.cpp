@@ -310,7 +310,7 @@ Model load_model(const ModelLocation& location) {
   if (checkpoint.format == CheckpointFormat::Safetensors) {
     auto file = std::make_shared<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(checkpoint.path));
     for (const auto* view : file->tensors()) raw[view->name] = tensor_from_view(*view, file);
-    for (const auto& shard : file->shards()) model.source.mappings.push_back(shard.mapping());
+    for (const auto& shard : file->shards()) model.mapped_files.push_back(shard.mapping());
     model.source.format = "safetensors";
     model.source.bytes_on_disk = file->bytes_on_disk();
     if (file->shards().size() == 1) origin = file->shards().front().path().string();

@@ -83,20 +83,22 @@ EvalMetrics evaluate(const Executor& model, const std::vector<EvalBatch>& batche
   std::int64_t tokens = 0, agreeing = 0;
   std::vector<StreamedModel> models = {{&model, nullptr}};
   if (reference != nullptr) models.push_back({reference, nullptr});
+  // One sequence at a time: the log-probabilities of a batch are several times its logits,
+  // and with a large vocabulary that would dwarf a decoder layer.
   streamed_forward(models, batch_inputs(batches), [&](std::size_t i, const std::vector<at::Tensor>& logits) {
     const auto& batch = batches[i];
-    auto log_probs = at::log_softmax(logits[0], -1);
-    auto token_loss = -log_probs.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1);
-    loss_sum += token_loss.masked_select(batch.mask).to(at::kDouble).sum().item<double>();
-    tokens += batch.mask.sum().item<std::int64_t>();
-    if (reference != nullptr) {
-      auto reference_log_probs = at::log_softmax(logits[1], -1);
+    for (std::int64_t row = 0; row < batch.inputs.size(0); ++row) {
+      const auto targets = batch.targets[row].unsqueeze(-1);
+      const auto mask = batch.mask[row];
+      auto log_probs = at::log_softmax(logits[0][row], -1);
+      loss_sum -= log_probs.gather(-1, targets).squeeze(-1).masked_select(mask).to(at::kDouble).sum().item<double>();
+      tokens += mask.sum().item<std::int64_t>();
+      if (reference == nullptr) continue;
+      auto reference_log_probs = at::log_softmax(logits[1][row], -1);
       auto token_kl = (reference_log_probs.exp() * (reference_log_probs - log_probs)).sum(-1);
-      reference_loss_sum -= reference_log_probs.gather(-1, batch.targets.unsqueeze(-1))
-                                .squeeze(-1).masked_select(batch.mask).to(at::kDouble).sum().item<double>();
-      kl_sum += token_kl.masked_select(batch.mask).to(at::kDouble).sum().item<double>();
-      auto same = log_probs.argmax(-1).eq(reference_log_probs.argmax(-1)).logical_and(batch.mask);
-      agreeing += same.sum().item<std::int64_t>();
+      reference_loss_sum -= reference_log_probs.gather(-1, targets).squeeze(-1).masked_select(mask).to(at::kDouble).sum().item<double>();
+      kl_sum += token_kl.masked_select(mask).to(at::kDouble).sum().item<double>();
+      agreeing += log_probs.argmax(-1).eq(reference_log_probs.argmax(-1)).logical_and(mask).sum().item<std::int64_t>();
     }
   }, streaming);
   EvalMetrics metrics;

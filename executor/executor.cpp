@@ -233,7 +233,17 @@ at::Tensor Executor::embed(const at::Tensor& input_ids, std::int64_t offset) con
   if (offset + length > model_.config.max_positions)
     throw InputError("sequence of " + std::to_string(offset + length) + " positions exceeds the model's maximum of " +
                      std::to_string(model_.config.max_positions));
-  auto x = at::embedding(weight("embed.weight"), input_ids.to(at::kLong));
+  const auto ids = input_ids.to(at::kLong);
+  at::Tensor x;
+  const auto& table = model_.stored("embed.weight");
+  if (table.scalar_type() == at::kFloat || table.scalar_type() == at::kDouble) {
+    x = at::embedding(table, ids);
+  } else if (table.scalar_type() == at::kChar) {  // the rows the tokens pick, times their scales
+    x = at::embedding(table, ids).to(at::kFloat) *
+        model_.quantization.weight_scales.at("embed.weight").index_select(0, ids.reshape({-1})).view(ids.sizes()).unsqueeze(-1);
+  } else {  // only the rows the tokens pick are converted, never the whole table
+    x = at::embedding(table, ids).to(at::kFloat);
+  }
   if (model_.family.block.position == PositionKind::Learned)
     x = x + weight("pos_embed.weight").narrow(0, offset, length);
   return x;
@@ -259,7 +269,25 @@ at::Tensor Executor::final_hidden(const at::Tensor& x, const ForwardHooks* hooks
 }
 
 at::Tensor Executor::output_head(const at::Tensor& x, const ForwardHooks* hooks) const {
-  return at::linear(final_hidden(x, hooks), weight(model_.output_weight_name()));
+  auto h = final_hidden(x, hooks);
+  const auto name = model_.output_weight_name();
+  const auto& held = model_.stored(name);
+  if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return at::linear(h, held);
+  // A float16, bfloat16 or int8 head is converted a slice of the vocabulary at a time: its
+  // float32 copy would be as large as a decoder layer or two.
+  constexpr std::int64_t kRowsPerSlice = 4096;
+  const auto vocab = held.size(0);
+  auto sizes = h.sizes().vec();
+  sizes.back() = vocab;
+  auto logits = at::empty(sizes, h.options());
+  const auto* scales = model_.is_quantized_weight(name) ? &model_.quantization.weight_scales.at(name) : nullptr;
+  for (std::int64_t first = 0; first < vocab; first += kRowsPerSlice) {
+    const auto rows = std::min(kRowsPerSlice, vocab - first);
+    auto slice = held.narrow(0, first, rows).to(at::kFloat);
+    if (scales != nullptr) slice = slice * scales->narrow(0, first, rows).unsqueeze(1);
+    logits.narrow(-1, first, rows).copy_(at::linear(h, slice));
+  }
+  return logits;
 }
 
 at::Tensor Executor::forward(const at::Tensor& input_ids, const ForwardHooks* hooks, KvCache* cache) const {

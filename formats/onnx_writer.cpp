@@ -33,11 +33,36 @@ constexpr std::int64_t kSupportedOpset = 17;
 constexpr std::size_t kMinExternalBytes = 1024;
 constexpr std::uint64_t kExternalAlignment = 4096;
 
+// Where initializers of a large model go as they are made: one external data file, each
+// tensor at a 4 KiB-aligned offset, so the graph never holds the weights in memory.
+struct ExternalData {
+  std::ostream* out = nullptr;
+  std::string location;  // file name relative to the model file
+  std::uint64_t end = 0;
+
+  void place(onnx::TensorProto& proto, const void* data, std::uint64_t bytes) {
+    const auto offset = (end + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment;
+    static const std::string padding(kExternalAlignment, '\0');
+    out->write(padding.data(), static_cast<std::streamsize>(offset - end));
+    out->write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+    end = offset + bytes;
+    proto.set_data_location(onnx::TensorProto::EXTERNAL);
+    auto add_entry = [&](const std::string& key, const std::string& value) {
+      auto& entry = *proto.add_external_data();
+      entry.set_key(key);
+      entry.set_value(value);
+    };
+    add_entry("location", location);
+    add_entry("offset", std::to_string(offset));
+    add_entry("length", std::to_string(bytes));
+  }
+};
+
 // Appends nodes and initializers to an ONNX graph. Every op method returns the name of the
 // value it produces; names are the current scope plus the op, made unique with a suffix.
 class GraphBuilder {
  public:
-  explicit GraphBuilder(onnx::GraphProto& graph) : graph_(graph) {}
+  GraphBuilder(onnx::GraphProto& graph, ExternalData* external) : graph_(graph), external_(external) {}
 
   // Prefix for the names of the nodes and values made next, e.g. "layers.3.attn".
   void set_scope(std::string scope) { scope_ = std::move(scope); }
@@ -58,7 +83,10 @@ class GraphBuilder {
       contiguous = contiguous.to(at::kFloat);
       proto.set_data_type(onnx::TensorProto::FLOAT);
     }
-    proto.set_raw_data(contiguous.data_ptr(), contiguous.nbytes());
+    if (external_ != nullptr && contiguous.nbytes() >= kMinExternalBytes)
+      external_->place(proto, contiguous.data_ptr(), contiguous.nbytes());
+    else
+      proto.set_raw_data(contiguous.data_ptr(), contiguous.nbytes());
     return name;
   }
 
@@ -239,6 +267,7 @@ class GraphBuilder {
   }
 
   onnx::GraphProto& graph_;
+  ExternalData* external_;
   std::string scope_;
   std::unordered_map<std::string, int> name_counts_;
   std::unordered_set<std::string> constants_;
@@ -276,6 +305,8 @@ class TransformerGraph {
         g_.set_scope(layer_name(layer, "mlp"));
         x = g_.add(x, mlp(layer, activation(layer, ActivationSite::MlpInput, norm(x, layer_name(layer, "mlp_norm")))));
       }
+      // The layer's weights are in the graph (or its data file) now: their mapped pages can go.
+      for (const auto& name : model_.layer_tensor_names(layer)) model_.release_pages(name);
     }
 
     g_.set_scope("head");
@@ -544,7 +575,7 @@ void set_dimension_names(onnx::ValueInfoProto& value, onnx::TensorProto::DataTyp
   for (auto size : fixed) shape.add_dim()->set_dim_value(size);
 }
 
-onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& options) {
+onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& options, ExternalData* external) {
   onnx::ModelProto proto;
   proto.set_ir_version(kIrVersion);
   proto.set_producer_name("lathe");
@@ -576,7 +607,7 @@ onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& option
   input.set_name("input_ids");
   set_dimension_names(input, onnx::TensorProto::INT64, {"batch", "sequence"}, {});
 
-  GraphBuilder builder(graph);
+  GraphBuilder builder(graph, external);
   auto logits = TransformerGraph(model, builder).build("input_ids");
   // Name the last node's output "logits" rather than adding an Identity.
   auto& last = *graph.mutable_node(graph.node_size() - 1);
@@ -588,52 +619,26 @@ onnx::ModelProto build_model(const Model& model, const OnnxExportOptions& option
   return proto;
 }
 
-std::uint64_t initializer_bytes(const onnx::ModelProto& proto) {
+// What the initializers will take: int8 weights a byte per value, everything else float32.
+std::uint64_t estimated_initializer_bytes(const Model& model) {
   std::uint64_t total = 0;
-  for (const auto& tensor : proto.graph().initializer()) total += tensor.raw_data().size();
+  for (const auto& [name, tensor] : model.tensors)
+    total += static_cast<std::uint64_t>(tensor.numel()) * (model.is_quantized_weight(name) ? 1 : 4);
   return total;
 }
 
-// Writes the large initializers to `data_path` at 4 KiB-aligned offsets and points the
-// tensors at it (ONNX external data, location relative to the model file).
-void move_to_external_data(onnx::ModelProto& proto, const std::filesystem::path& data_path) {
-  struct Placement {
-    onnx::TensorProto* tensor;
-    std::uint64_t offset;
-  };
-  std::vector<Placement> placements;
-  std::uint64_t end = 0;
-  for (auto& tensor : *proto.mutable_graph()->mutable_initializer()) {
-    if (tensor.raw_data().size() < kMinExternalBytes) continue;
-    const auto offset = (end + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment;
-    placements.push_back({&tensor, offset});
-    end = offset + tensor.raw_data().size();
+void check_graph(const std::filesystem::path& model_file, const std::filesystem::path& destination) {
+  try {
+    onnx::checker::check_model(model_file.string());
+  } catch (const std::exception& error) {
+    throw std::runtime_error("the ONNX graph built for " + destination.string() + " fails the ONNX checker: " + error.what());
   }
-  write_file_atomically(data_path, [&](std::ostream& out) {
-    std::uint64_t position = 0;
-    const std::string padding(kExternalAlignment, '\0');
-    for (const auto& placement : placements) {
-      out.write(padding.data(), static_cast<std::streamsize>(placement.offset - position));
-      const auto& bytes = placement.tensor->raw_data();
-      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      position = placement.offset + bytes.size();
-    }
-  });
-  const auto location = data_path.filename().string();
-  for (const auto& placement : placements) {
-    auto& tensor = *placement.tensor;
-    const auto length = tensor.raw_data().size();
-    tensor.clear_raw_data();
-    tensor.set_data_location(onnx::TensorProto::EXTERNAL);
-    auto add_entry = [&](const std::string& key, const std::string& value) {
-      auto& entry = *tensor.add_external_data();
-      entry.set_key(key);
-      entry.set_value(value);
-    };
-    add_entry("location", location);
-    add_entry("offset", std::to_string(placement.offset));
-    add_entry("length", std::to_string(length));
-  }
+}
+
+void set_location(onnx::ModelProto& proto, const std::string& location) {
+  for (auto& tensor : *proto.mutable_graph()->mutable_initializer())
+    for (auto& entry : *tensor.mutable_external_data())
+      if (entry.key() == "location") entry.set_value(location);
 }
 
 }  // namespace
@@ -643,30 +648,43 @@ void write_onnx(const Model& model, const std::filesystem::path& path, const Onn
     throw InputError(path.string(), "ONNX opset " + std::to_string(options.opset) + " is not supported; lathe writes opset " +
                                         std::to_string(kSupportedOpset));
   at::NoGradGuard no_grad;
-  auto proto = build_model(model, options);
-
-  // Checked while every initializer is still inline: the checker looks for external files.
-  try {
-    onnx::checker::check_model(proto);
-  } catch (const std::exception& error) {
-    throw std::runtime_error("the ONNX graph built for " + path.string() +
-                             " fails the ONNX checker: " + error.what());
-  }
-
   auto data_path = path;
   data_path += ".data";
-  const bool external = initializer_bytes(proto) > options.external_data_threshold;
-  if (external) move_to_external_data(proto, data_path);
-
-  write_file_atomically(path, [&](std::ostream& out) {
-    if (!proto.SerializeToOstream(&out)) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
-  });
-  // A data file left by an earlier export to the same path would be stale (and counted as
-  // part of this output by its size).
-  if (!external) {
+  if (estimated_initializer_bytes(model) <= options.external_data_threshold) {
+    auto proto = build_model(model, options, nullptr);
+    try {
+      onnx::checker::check_model(proto);
+    } catch (const std::exception& error) {
+      throw std::runtime_error("the ONNX graph built for " + path.string() + " fails the ONNX checker: " + error.what());
+    }
+    write_file_atomically(path, [&](std::ostream& out) {
+      if (!proto.SerializeToOstream(&out)) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
+    });
+    // A data file left by an earlier export to the same path would be stale (and counted as
+    // part of this output by its size).
     std::error_code ignored;
     std::filesystem::remove(data_path, ignored);
+    return;
   }
+  // Large models: each initializer goes to the data file as the graph is built. The checker
+  // reads the graph from a file beside the data (it resolves external data against the model's
+  // folder), first pointing at the data's temporary name, then both are renamed into place.
+  AtomicFile data(data_path);
+  ExternalData external{&data.stream(), data.temporary_path().filename().string()};
+  auto proto = build_model(model, options, &external);
+  data.stream().flush();
+  if (!data.stream()) throw InputError(data_path.string(), "write failed (disk full?)");
+  {
+    AtomicFile checked(path);
+    if (!proto.SerializeToOstream(&checked.stream())) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
+    checked.stream().flush();
+    check_graph(checked.temporary_path(), path);
+  }
+  set_location(proto, data_path.filename().string());
+  AtomicFile graph(path);
+  if (!proto.SerializeToOstream(&graph.stream())) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
+  data.commit();
+  graph.commit();
 }
 
 }  // namespace lathe

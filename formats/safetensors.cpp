@@ -229,7 +229,8 @@ class HeaderParser {
   std::string file_;
 };
 
-void check_tensor_for_writing(const std::string& file, const TensorView& tensor) {
+void check_tensor_for_writing(const std::string& file, const TensorView& tensor,
+                              std::optional<std::uint64_t> given = std::nullopt) {
   if (tensor.name.empty()) throw InputError(file, "cannot write a tensor with an empty name");
   if (tensor.name == kMetadataKey)
     throw InputError(file, "cannot write a tensor named \"__metadata__\": the name is reserved");
@@ -237,11 +238,11 @@ void check_tensor_for_writing(const std::string& file, const TensorView& tensor)
   if (!needed)
     throw InputError(file, "cannot write tensor " + quote(tensor.name) + ": shape " +
                                format_list(tensor.shape) + " is negative or too large");
-  if (*needed != tensor.bytes.size())
+  if (*needed != given.value_or(tensor.bytes.size()))
     throw InputError(file, "cannot write tensor " + quote(tensor.name) + ": shape " +
                                format_list(tensor.shape) + " of " + dtype_name(tensor.dtype) +
                                " needs " + std::to_string(*needed) + " bytes but " +
-                               std::to_string(tensor.bytes.size()) + " were given");
+                               std::to_string(given.value_or(tensor.bytes.size())) + " were given");
 }
 
 // A JSON string literal; InputError if `text` is not valid UTF-8.
@@ -254,8 +255,15 @@ std::string json_string(const std::string& file, const std::string& text, const 
   }
 }
 
-std::string header_json(const std::string& file, const std::vector<const TensorView*>& order,
-                         const Metadata& metadata) {
+// A tensor as the writer states it in the header.
+struct WrittenEntry {
+  const std::string* name;
+  DType dtype;
+  const std::vector<std::int64_t>* shape;
+  std::uint64_t bytes;
+};
+
+std::string header_json(const std::string& file, const std::vector<WrittenEntry>& order, const Metadata& metadata) {
   std::string header = "{";
   if (!metadata.empty()) {
     header += "\"__metadata__\":{";
@@ -269,11 +277,11 @@ std::string header_json(const std::string& file, const std::vector<const TensorV
     header += "}";
   }
   std::uint64_t offset = 0;
-  for (const TensorView* tensor : order) {
-    std::uint64_t end = offset + tensor->bytes.size();
+  for (const auto& tensor : order) {
+    std::uint64_t end = offset + tensor.bytes;
     if (header.size() > 1) header += ',';
-    header += json_string(file, tensor->name, "tensor name") + ":{\"dtype\":\"" + dtype_name(tensor->dtype) + "\",\"shape\":" +
-              format_list(tensor->shape) + ",\"data_offsets\":" +
+    header += json_string(file, *tensor.name, "tensor name") + ":{\"dtype\":\"" + dtype_name(tensor.dtype) + "\",\"shape\":" +
+              format_list(*tensor.shape) + ",\"data_offsets\":" +
               format_list(std::vector<std::uint64_t>{offset, end}) + "}";
     offset = end;
   }
@@ -486,34 +494,66 @@ std::uintmax_t SafetensorsCheckpoint::bytes_on_disk() const {
   return total;
 }
 
+namespace {
+
+// Larger elements first: every byte count is a multiple of its element size and the data
+// starts 8-aligned, so each tensor's offset is a multiple of its own element size.
+template <typename Tensor>
+std::vector<std::size_t> aligned_order(const std::string& file, const std::vector<Tensor>& tensors) {
+  std::vector<std::size_t> order(tensors.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    auto a_size = dtype_size(tensors[a].dtype), b_size = dtype_size(tensors[b].dtype);
+    return a_size != b_size ? a_size > b_size : tensors[a].name < tensors[b].name;
+  });
+  std::vector<std::string_view> names;
+  for (const auto& tensor : tensors) names.push_back(tensor.name);
+  std::sort(names.begin(), names.end());
+  auto duplicate = std::adjacent_find(names.begin(), names.end());
+  if (duplicate != names.end()) throw InputError(file, "cannot write two tensors named " + quote(std::string(*duplicate)));
+  return order;
+}
+
+}  // namespace
+
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorView>& tensors,
                        const Metadata& metadata) {
   const std::string file = path.string();
-  std::vector<const TensorView*> order;
-  order.reserve(tensors.size());
-  for (const auto& tensor : tensors) {
-    check_tensor_for_writing(file, tensor);
-    order.push_back(&tensor);
-  }
-  // Larger elements first: every byte count is a multiple of its element size and the data
-  // starts 8-aligned, so each tensor's offset is a multiple of its own element size.
-  std::sort(order.begin(), order.end(), [](const TensorView* a, const TensorView* b) {
-    auto a_size = dtype_size(a->dtype), b_size = dtype_size(b->dtype);
-    return a_size != b_size ? a_size > b_size : a->name < b->name;
-  });
-  std::vector<std::string_view> names;
-  for (const auto* tensor : order) names.push_back(tensor->name);
-  std::sort(names.begin(), names.end());
-  auto duplicate = std::adjacent_find(names.begin(), names.end());
-  if (duplicate != names.end())
-    throw InputError(file, "cannot write two tensors named " + quote(std::string(*duplicate)));
-
-  std::string header = header_json(file, order, metadata);
+  for (const auto& tensor : tensors) check_tensor_for_writing(file, tensor);
+  const auto order = aligned_order(file, tensors);
+  std::vector<WrittenEntry> entries;
+  for (auto i : order) entries.push_back({&tensors[i].name, tensors[i].dtype, &tensors[i].shape, tensors[i].bytes.size()});
+  std::string header = header_json(file, entries, metadata);
   write_file_atomically(path, [&](std::ostream& out) {
     out << u64_le(header.size()) << header;
-    for (const TensorView* tensor : order)
-      out.write(reinterpret_cast<const char*>(tensor->bytes.data()),
-                static_cast<std::streamsize>(tensor->bytes.size()));
+    for (auto i : order)
+      out.write(reinterpret_cast<const char*>(tensors[i].bytes.data()), static_cast<std::streamsize>(tensors[i].bytes.size()));
+  });
+}
+
+std::uint64_t TensorHeader::byte_count() const {
+  auto bytes = ::lathe::byte_count(shape, dtype);
+  if (!bytes) throw InputError(name, "shape " + format_list(shape) + " is negative or too large");
+  return *bytes;
+}
+
+void write_safetensors_streamed(const std::filesystem::path& path, const std::vector<TensorHeader>& tensors,
+                                const Metadata& metadata,
+                                const std::function<void(std::size_t index, std::ostream& out)>& write_data) {
+  const std::string file = path.string();
+  for (const auto& tensor : tensors) check_tensor_for_writing(file, TensorView{tensor.name, tensor.dtype, tensor.shape, {}}, tensor.byte_count());
+  const auto order = aligned_order(file, tensors);
+  std::vector<WrittenEntry> entries;
+  for (auto i : order) entries.push_back({&tensors[i].name, tensors[i].dtype, &tensors[i].shape, tensors[i].byte_count()});
+  std::string header = header_json(file, entries, metadata);
+  write_file_atomically(path, [&](std::ostream& out) {
+    out << u64_le(header.size()) << header;
+    for (auto i : order) {
+      const auto before = out.tellp();
+      write_data(i, out);
+      if (out && static_cast<std::uint64_t>(out.tellp() - before) != tensors[i].byte_count())
+        throw std::logic_error("safetensors writer: tensor " + tensors[i].name + " was given the wrong number of bytes");
+    }
   });
 }
 

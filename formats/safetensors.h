@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <ostream>
 #include <map>
 #include <memory>
 #include <span>
@@ -88,6 +90,22 @@ class SafetensorsCheckpoint {
   std::vector<SafetensorsFile> shards_;
   std::map<std::string, const TensorView*> by_name_;
 };
+
+// A tensor's entry in a header: what a streaming writer needs before the bytes exist.
+struct TensorHeader {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;
+
+  std::uint64_t byte_count() const;
+};
+
+// Writes a file tensor by tensor: write_data(i, out) must write exactly tensors[i]'s bytes
+// when the file reaches it (in the same aligned order as write_safetensors), so only one
+// tensor needs to exist at a time.
+void write_safetensors_streamed(const std::filesystem::path& path, const std::vector<TensorHeader>& tensors,
+                                const Metadata& metadata,
+                                const std::function<void(std::size_t index, std::ostream& out)>& write_data);
 
 // Writes tensors (larger element types first, so every tensor stays aligned; the header is
 // padded with spaces so data starts 8-byte aligned) through write_file_atomically.

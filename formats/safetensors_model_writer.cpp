@@ -2,7 +2,11 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
+#include <functional>
+#include <set>
 
 #include "core/model.h"
 #include "core/model_loader.h"
@@ -13,45 +17,91 @@
 namespace lathe {
 namespace {
 
-// The weight as the file stores it: int8 values when the model quantized it (their scales are
-// written separately), the float tensor otherwise.
-at::Tensor stored_form(const Model& model, const std::string& canonical) {
-  return model.is_quantized_weight(canonical) ? model.stored(canonical) : model.tensor(canonical);
+// One tensor of the output: its checkpoint name, what the file stores, and how to make it when
+// the writer gets to it (so only one converted tensor exists at a time).
+struct PlannedTensor {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;
+  std::function<at::Tensor()> make;
+  std::vector<std::string> sources;  // canonical names whose mapped pages can go afterwards
+};
+
+at::ScalarType scalar_type_of(DType dtype) {
+  switch (dtype) {
+    case DType::F16: return at::kHalf;
+    case DType::BF16: return at::kBFloat16;
+    case DType::I8: return at::kChar;
+    default: return at::kFloat;
+  }
 }
 
-// The model's tensors under the family's checkpoint names, in the family's layout.
-std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& model) {
+// The dtype a float tensor is written in: its own ("source"), or the one the output asks for.
+DType float_dtype(const at::Tensor& held, const std::string& requested) {
+  if (requested == "float32") return DType::F32;
+  if (requested == "float16") return DType::F16;
+  if (requested == "bfloat16") return DType::BF16;
+  const auto type = held.scalar_type();
+  return type == at::kHalf ? DType::F16 : type == at::kBFloat16 ? DType::BF16 : DType::F32;
+}
+
+// The model's tensors under the family's checkpoint names, in the family's layout: int8 values
+// where the model quantized a weight (their scales are separate tensors), floats otherwise.
+std::vector<PlannedTensor> plan_checkpoint(const Model& model, const std::string& requested_dtype) {
   const auto& names = model.family.tensors;
   const bool transpose = model.family.block.linear_layout == LinearLayout::InOut;
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  auto emit = [&](const std::string& checkpoint_name, at::Tensor tensor, bool linear) {
-    if (linear && transpose) tensor = tensor.t();
-    tensors.emplace_back(checkpoint_name, tensor.contiguous());
+  std::vector<PlannedTensor> plan;
+  auto stored_dtype = [&](const std::string& canonical) {
+    return model.is_quantized_weight(canonical) ? DType::I8 : float_dtype(model.stored(canonical), requested_dtype);
+  };
+  // The stored tensor in the file's dtype (int8 stays int8; floats convert only if asked).
+  auto as_written = [&model](const std::string& canonical, DType dtype) {
+    const auto& held = model.stored(canonical);
+    if (model.is_quantized_weight(canonical)) return held;
+    return held.scalar_type() == scalar_type_of(dtype) ? held : held.to(scalar_type_of(dtype));
+  };
+  auto emit = [&](const std::string& checkpoint_name, const std::string& canonical, bool linear) {
+    const auto dtype = stored_dtype(canonical);
+    auto shape = model.stored(canonical).sizes().vec();
+    const bool flip = linear && transpose;
+    if (flip) std::reverse(shape.begin(), shape.end());
+    plan.push_back({checkpoint_name, dtype, shape, [=, &model] {
+                      auto tensor = as_written(canonical, dtype);
+                      return flip ? tensor.t().contiguous() : tensor.contiguous();
+                    }, {canonical}});
   };
   for (const auto& [canonical, checkpoint_name] : names.model)
-    if (model.has(canonical)) emit(checkpoint_name, stored_form(model, canonical), false);
+    if (model.has(canonical)) emit(checkpoint_name, canonical, false);
   for (int i = 0; i < model.layer_count(); ++i) {
     for (const auto& [canonical, pattern] : names.layer)
       if (model.has_layer_tensor(i, canonical))
-        emit(layer_tensor_name(pattern, i), stored_form(model, layer_name(i, canonical)),
-             is_block_linear_weight(layer_name(i, canonical)));
+        emit(layer_tensor_name(pattern, i), layer_name(i, canonical), is_block_linear_weight(layer_name(i, canonical)));
     if (!model.family.block.fused_qkv || !model.layers[i].has_attention()) continue;
     auto fuse = [&](const std::string& pattern, const std::string& suffix, bool linear) {
       if (pattern.empty() || !model.has_layer_tensor(i, "attn.q." + suffix)) return;
+      std::vector<std::string> parts;
+      for (const char* head : {"attn.q.", "attn.k.", "attn.v."}) parts.push_back(layer_name(i, head + suffix));
       // One fused tensor holds one dtype: int8 only when q, k and v all are.
-      std::size_t quantized = 0;
-      for (const char* head : {"attn.q.", "attn.k.", "attn.v."})
-        quantized += model.quantization.weight_scales.count(layer_name(i, head + suffix));
-      std::vector<at::Tensor> parts;
-      for (const char* head : {"attn.q.", "attn.k.", "attn.v."})
-        parts.push_back(quantized == 3 ? stored_form(model, layer_name(i, head + suffix)) : model.layer_tensor(i, head + suffix));
-      emit(layer_tensor_name(pattern, i), at::cat(parts, 0), linear);
+      const bool int8 = std::all_of(parts.begin(), parts.end(), [&](const auto& part) { return model.is_quantized_weight(part); });
+      const auto dtype = int8 ? DType::I8 : float_dtype(model.stored(parts[0]), requested_dtype);
+      auto shape = model.stored(parts[0]).sizes().vec();
+      shape[0] = 0;
+      for (const auto& part : parts) shape[0] += model.stored(part).size(0);
+      const bool flip = linear && transpose && shape.size() == 2;
+      if (flip) std::reverse(shape.begin(), shape.end());
+      plan.push_back({layer_tensor_name(pattern, i), dtype, shape, [=, &model] {
+                        std::vector<at::Tensor> values;
+                        for (const auto& part : parts)
+                          values.push_back(int8 ? model.stored(part) : model.tensor(part).to(scalar_type_of(dtype)));
+                        auto fused = at::cat(values, 0);
+                        return flip ? fused.t().contiguous() : fused;
+                      }, parts});
     };
     fuse(names.fused_qkv_weight, "weight", true);
     fuse(names.fused_qkv_bias, "bias", false);
   }
   for (const auto& [canonical, tensor] : model.tensors)
-    if (canonical.find(".attn.gate.") != std::string::npos) emit(kLatheTensorPrefix + canonical, tensor, false);
+    if (canonical.find(".attn.gate.") != std::string::npos) emit(kLatheTensorPrefix + canonical, canonical, false);
   // Scales of int8 weights, one per output channel, under the canonical weight name.
   for (const auto& [canonical, scales] : model.quantization.weight_scales) {
     bool stored_int8 = true;
@@ -61,9 +111,15 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_tensors(const Model& 
       for (const char* head : {".attn.q.weight", ".attn.k.weight", ".attn.v.weight"})
         stored_int8 = stored_int8 && model.quantization.weight_scales.count(layer + head);
     }
-    if (stored_int8) tensors.emplace_back(kWeightScalePrefix + canonical, scales.contiguous());
+    if (stored_int8)
+      plan.push_back({kWeightScalePrefix + canonical, DType::F32, scales.sizes().vec(),
+                      [scales] { return scales.to(at::kFloat).contiguous(); }, {}});
   }
-  return tensors;
+  return plan;
+}
+
+const char* torch_dtype_name(DType dtype) {
+  return dtype == DType::F16 ? "float16" : dtype == DType::BF16 ? "bfloat16" : "float32";
 }
 
 nlohmann::json quantization_json(const ModelQuantization& quantization) {
@@ -84,7 +140,7 @@ bool uniform_layers(const Model& model) {
   return true;
 }
 
-nlohmann::json config_json(const Model& model) {
+nlohmann::json config_json(const Model& model, const char* torch_dtype) {
   auto config = model.source.config.is_object() ? model.source.config : nlohmann::json::object();
   const auto& keys = model.family.config;
   if (!config.contains("model_type") && !keys.model_types.empty()) config["model_type"] = keys.model_types.front();
@@ -94,6 +150,7 @@ nlohmann::json config_json(const Model& model) {
   if (!keys.max_positions.empty()) config[keys.max_positions] = model.config.max_positions;
   if (!keys.head_dim.empty()) config[keys.head_dim] = model.config.head_dim;
   if (!keys.tie_embeddings.empty()) config[keys.tie_embeddings] = model.config.tied_embeddings;
+  config["torch_dtype"] = torch_dtype;
   // The standard fields state the first layer that still has attention; lathe_layers is exact.
   const LayerStructure* reference = &model.layers.front();
   for (const auto& layer : model.layers)
@@ -128,18 +185,73 @@ nlohmann::json config_json(const Model& model) {
 }  // namespace
 
 void write_safetensors_model(const Model& model, const std::filesystem::path& folder,
-                             const std::map<std::string, std::string>& metadata) {
-  auto tensors = checkpoint_tensors(model);
-  std::vector<TensorView> views;
-  views.reserve(tensors.size());
-  for (const auto& [name, tensor] : tensors) views.push_back(view_of(name, tensor));
+                             const std::map<std::string, std::string>& metadata, const SafetensorsOutputOptions& options) {
+  namespace fs = std::filesystem;
+  if (options.max_shard_bytes <= 0) throw std::invalid_argument("max_shard_bytes must be positive");
+  const auto plan = plan_checkpoint(model, options.dtype);
   Metadata file_metadata(metadata.begin(), metadata.end());
   file_metadata["format"] = "pt";
   if (!model.annotations.empty()) file_metadata["lathe"] = model.annotations.dump();
 
-  std::filesystem::create_directories(folder);
-  write_safetensors(folder / "model.safetensors", views, file_metadata);
-  const auto config = config_json(model).dump(2) + "\n";
+  // Shards in checkpoint order, each up to max_shard_bytes (a larger tensor gets one alone).
+  std::vector<std::vector<std::size_t>> shards;
+  std::uint64_t shard_bytes = 0, total_bytes = 0;
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    const auto bytes = TensorHeader{plan[i].name, plan[i].dtype, plan[i].shape}.byte_count();
+    if (shards.empty() || (shard_bytes > 0 && shard_bytes + bytes > static_cast<std::uint64_t>(options.max_shard_bytes))) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back(i);
+    shard_bytes += bytes;
+    total_bytes += bytes;
+  }
+  auto shard_name = [&](std::size_t index) {
+    if (shards.size() == 1) return std::string("model.safetensors");
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, shards.size());
+    return std::string(name);
+  };
+
+  fs::create_directories(folder);
+  std::set<std::string> written;
+  nlohmann::json weight_map = nlohmann::json::object();
+  for (std::size_t s = 0; s < shards.size(); ++s) {
+    std::vector<TensorHeader> headers;
+    for (auto i : shards[s]) {
+      headers.push_back({plan[i].name, plan[i].dtype, plan[i].shape});
+      weight_map[plan[i].name] = shard_name(s);
+    }
+    write_safetensors_streamed(folder / shard_name(s), headers, file_metadata, [&](std::size_t k, std::ostream& out) {
+      const auto& planned = plan[shards[s][k]];
+      const auto tensor = planned.make();
+      out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
+      for (const auto& source : planned.sources) model.release_pages(source);
+    });
+    written.insert(shard_name(s));
+  }
+  const auto index_path = folder / "model.safetensors.index.json";
+  if (shards.size() > 1) {
+    const auto index = nlohmann::json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n";
+    write_file_atomically(index_path, [&](std::ostream& out) { out << index; });
+    written.insert(index_path.filename().string());
+  }
+  // Files of an earlier output to the same folder would contradict this one (the loader
+  // prefers model.safetensors to an index).
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const auto name = entry.path().filename().string();
+    const bool checkpoint_file = name == "model.safetensors" || name == "model.safetensors.index.json" ||
+                                 (name.starts_with("model-") && name.ends_with(".safetensors"));
+    if (checkpoint_file && !written.count(name)) fs::remove(entry.path());
+  }
+
+  // torch_dtype states the floats the file holds (the embedding's, unless that is int8).
+  DType float_type = DType::F32;
+  for (auto it = plan.rbegin(); it != plan.rend(); ++it)
+    if (it->dtype != DType::I8 && !it->name.starts_with(kWeightScalePrefix) &&
+        (float_type == DType::F32 || (it->sources.size() == 1 && it->sources[0] == "embed.weight")))
+      float_type = it->dtype;
+  const auto config = config_json(model, torch_dtype_name(float_type)).dump(2) + "\n";
   write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config; });
   if (!model.source.tokenizer.empty() &&
       std::filesystem::absolute(model.source.tokenizer.parent_path()) != std::filesystem::absolute(folder)) {

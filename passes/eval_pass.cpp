@@ -128,6 +128,10 @@ PassInfo eval_pass_info() {
       {"niah_data", ParamType::String, std::string(""), "data entry for NIAH haystacks; default: calibration, then eval, else sampled text", {}, {}, {}},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
+  // Needle tests decode with a KV cache through every layer; loss and KL stream layer by layer.
+  info.whole_model_bytes = [](const ParamValues& params, const Model& model) {
+    return params.get_bool("niah") ? model.float_bytes() : std::int64_t{0};
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<EvalPass>(params); };
   return info;
 }

@@ -116,6 +116,8 @@ PassInfo finetune_pass_info() {
       {"batch_size", ParamType::Int, std::int64_t{0}, "sequences per step; 0: the data entry's batch size", {}, 0.0, {}},
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "tokens of the data to train on", {}, 1.0, {}},
   };
+  // The student being trained and the teacher, both in float32.
+  info.whole_model_bytes = [](const ParamValues&, const Model& model) { return 2 * model.float_bytes(); };
   info.create = [](const ParamValues& params) { return std::make_unique<FinetunePass>(params); };
   return info;
 }

@@ -83,6 +83,10 @@ struct PassInfo {
   std::string summary;
   std::vector<ParamSpec> params;
   std::function<std::unique_ptr<Pass>(const ParamValues&)> create;
+  // Passes that hold the whole model's values in memory at once (training, gradients, decoding
+  // with a KV cache over every layer): the bytes they need for it. Unset or 0: the pass runs
+  // the model one layer at a time.
+  std::function<std::int64_t(const ParamValues&, const Model&)> whole_model_bytes;
 
   const ParamSpec* find_param(const std::string& param) const;
 };

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "core/model.h"
+#include "core/tensor_spill.h"
 #include "executor/calibration.h"
 #include "executor/executor.h"
 #include "passes/layer_streaming.h"
@@ -141,6 +142,9 @@ class QuantizePass : public Pass {
     const bool mse = params_.get_string("weights") == "mse";
     double worst_weight_error = 0;
     // The IR keeps the int8 values and their scales: a quarter of the float32 weights' memory.
+    // Weights that came memory-mapped from the checkpoint stay file-backed as int8 too (in a
+    // temporary file), so a model larger than memory is never resident all at once.
+    TensorSpill spill;
     for (std::size_t i = 0; i < quantized.size(); ++i) {
       const auto& name = quantized[i].weight;
       const auto weight = model.tensor(name);
@@ -148,8 +152,9 @@ class QuantizePass : public Pass {
       auto values = quantize_weight(weight, scales, quantization.weight_limit);
       worst_weight_error = std::max(worst_weight_error,
                                     (values.to(at::kFloat) * scales.unsqueeze(1) - weight).abs().max().item<double>());
+      const bool mapped = model.is_memory_mapped(name);
       model.release_pages(name);
-      model.tensors[name] = values.contiguous();
+      model.tensors[name] = mapped ? spill.park(values, model) : values.contiguous();
       quantization.weight_scales[name] = scales;
       context.progress.heartbeat("quantize: weight " + std::to_string(i + 1) + "/" + std::to_string(quantized.size()));
     }

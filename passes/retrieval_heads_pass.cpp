@@ -200,6 +200,7 @@ PassInfo retrieval_heads_pass_info() {
       {"ablation_seeds", ParamType::Int, std::int64_t{5}, "random removals to average per k", {}, 1.0, 100.0},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
+  info.whole_model_bytes = [](const ParamValues&, const Model& model) { return model.float_bytes(); };
   info.create = [](const ParamValues& params) { return std::make_unique<RetrievalHeadsPass>(params); };
   return info;
 }

@@ -229,6 +229,8 @@ PassInfo smooth_pass_info() {
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "tokens of the data to use", {}, 1.0, {}},
       {"power_of_two", ParamType::Bool, false, "round each scale to a power of two, so the migration is exact in float (at some cost in how much scale moves)", {}, {}, {}},
   };
+  // The smoothed weights are new float32 tensors.
+  info.whole_model_bytes = [](const ParamValues&, const Model& model) { return model.float_bytes(); };
   info.create = [](const ParamValues& params) { return std::make_unique<SmoothPass>(params); };
   return info;
 }

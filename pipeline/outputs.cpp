@@ -37,7 +37,7 @@ nlohmann::json write_output(const Model& model, const OutputSpec& output,
     external += ".data";
     if (std::filesystem::exists(external)) bytes += bytes_under(external);
   } else if (output.format == "safetensors") {
-    write_safetensors_model(model, output.path, provenance);
+    write_safetensors_model(model, output.path, provenance, {output.dtype, output.max_shard_size});
     bytes = bytes_under(output.path);
   } else {
     throw InputError(output.where.str() + ": unknown output format \"" + output.format + "\"");

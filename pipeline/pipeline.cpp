@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/model.h"
@@ -32,6 +33,12 @@ nlohmann::json describe_model(const Model& model) {
           {"layers", layers},
           {"parameters", model.parameter_count()},
           {"bytes_on_disk", model.source.bytes_on_disk}};
+}
+
+std::string gigabytes(std::int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GB", static_cast<double>(bytes) / 1e9);
+  return text;
 }
 
 nlohmann::json params_json(const ParamValues& params) {
@@ -102,6 +109,15 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   for (const auto& output : recipe.outputs)
     if (std::find(output_formats().begin(), output_formats().end(), output.format) == output_formats().end())
       throw InputError(output.where.str() + ": unknown output format \"" + output.format + "\"");
+  // A pass that would not fit is refused before any work starts.
+  for (std::size_t i = 0; i < passes.size(); ++i) {
+    const auto& info = *find_pass(recipe.passes[i].name);
+    const auto needed = info.whole_model_bytes ? info.whole_model_bytes(recipe.passes[i].params, original) : 0;
+    if (options.memory_limit > 0 && needed > options.memory_limit)
+      throw InputError(recipe.passes[i].where.str() + ": " + info.name + " holds the whole model in float32 at once and needs about " +
+                       gigabytes(needed) + ", more than the memory limit of " + gigabytes(options.memory_limit) +
+                       " (--memory-limit; default: the memory available)");
+  }
   if (options.dry_run) {
     report["dry_run"] = true;
     report["passes"] = nlohmann::json::array();
@@ -113,6 +129,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   Model model = original.clone();
   AnalysisManager analyses;
   PassContext context(original, data, analyses, progress);
+  context.memory_limit = options.memory_limit;
   context.artifacts_dir = options.artifacts_dir;
   report["passes"] = nlohmann::json::array();
   auto metric_order = nlohmann::json::array();

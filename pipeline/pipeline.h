@@ -18,6 +18,8 @@ class Progress;
 struct RunOptions {
   bool dry_run = false;  // load and check everything, run nothing, write nothing
   int threads = 1;
+  // Bytes the run may use (see PassContext::memory_limit); 0: no limit.
+  std::int64_t memory_limit = 0;
   std::filesystem::path artifacts_dir;  // where passes put CSV tables and SVG pictures; empty: nowhere
 };
 

@@ -69,7 +69,9 @@ const std::vector<std::string> kTextOnlyDataKeys = {"split", "bos", "eos", "pack
 const std::vector<std::string> kTokensOnlyDataKeys = {"dtype"};
 
 const std::vector<ParamSpec>& output_fields() {
-  static const std::vector<ParamSpec> fields = {string_field("format"), string_field("path")};
+  static const std::vector<ParamSpec> fields = {string_field("format"), string_field("path"),
+                                                string_field("dtype", {"source", "float32", "float16", "bfloat16"}),
+                                                int_field("max_shard_size", 1 << 20)};
   return fields;
 }
 
@@ -773,6 +775,12 @@ class RecipeReader {
       }
       output.path = required_path(fields, "path", where, path);
       output.where = fields.at("path").where;
+      for (const char* key : {"dtype", "max_shard_size"})
+        if (auto found = fields.find(key); found != fields.end() && output.format != "safetensors")
+          fail(found->second.where, std::string(key) + " applies to safetensors outputs; ONNX files hold float32 and int8");
+      if (auto dtype = fields.find("dtype"); dtype != fields.end()) output.dtype = std::get<std::string>(dtype->second.value);
+      if (auto size = fields.find("max_shard_size"); size != fields.end())
+        output.max_shard_size = std::get<std::int64_t>(size->second.value);
       std::filesystem::path normalized = output.path.lexically_normal();
       if (!normalized.has_filename() && normalized.has_parent_path()) normalized = normalized.parent_path();
       auto [earlier, inserted] = written.emplace(normalized.string(), output.where);
@@ -944,6 +952,10 @@ std::string recipe_to_yaml(const Recipe& recipe) {
     out << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "format" << YAML::Value << output.format;
     out << YAML::Key << "path" << YAML::Value << output.path.string();
+    if (output.format == "safetensors") {
+      out << YAML::Key << "dtype" << YAML::Value << output.dtype;
+      out << YAML::Key << "max_shard_size" << YAML::Value << output.max_shard_size;
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndSeq;

@@ -59,6 +59,10 @@ struct OutputSpec {
   std::string format;  // "onnx" or "safetensors"
   std::filesystem::path path;
   SourceLocation where;  // of the path
+  // safetensors: the dtype of float tensors ("source": each tensor's own) and the largest
+  // shard in bytes (more go to model-0000i-of-0000n.safetensors with an index).
+  std::string dtype = "source";
+  std::int64_t max_shard_size = 2'000'000'000;
 };
 
 struct Gates {

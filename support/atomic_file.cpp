@@ -30,29 +30,40 @@ void sync_file(const std::filesystem::path& path) {
 
 }  // namespace
 
+AtomicFile::AtomicFile(std::filesystem::path destination) : destination_(std::move(destination)) {
+  std::error_code ec;
+  if (destination_.has_parent_path()) {
+    std::filesystem::create_directories(destination_.parent_path(), ec);
+    if (ec) throw InputError(destination_.string(), "cannot create its folder: " + ec.message());
+  }
+  temporary_ = temporary_sibling(destination_);
+  out_.open(temporary_, std::ios::binary | std::ios::trunc);
+  if (!out_) throw InputError(destination_.string(), std::string("cannot write: ") + std::strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+  if (committed_) return;
+  out_.close();
+  std::error_code ignored;
+  std::filesystem::remove(temporary_, ignored);
+}
+
+void AtomicFile::commit() {
+  out_.flush();
+  if (!out_) throw InputError(destination_.string(), "write failed (disk full?)");
+  out_.close();
+  sync_file(temporary_);
+  std::error_code ec;
+  std::filesystem::rename(temporary_, destination_, ec);
+  if (ec) throw InputError(destination_.string(), "cannot replace: " + ec.message());
+  committed_ = true;
+}
+
 void write_file_atomically(const std::filesystem::path& destination,
                            const std::function<void(std::ostream&)>& write) {
-  std::error_code ec;
-  if (destination.has_parent_path()) {
-    std::filesystem::create_directories(destination.parent_path(), ec);
-    if (ec) throw InputError(destination.string(), "cannot create its folder: " + ec.message());
-  }
-  auto temporary = temporary_sibling(destination);
-  try {
-    {
-      std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-      if (!out) throw InputError(destination.string(), std::string("cannot write: ") + std::strerror(errno));
-      write(out);
-      out.flush();
-      if (!out) throw InputError(destination.string(), "write failed (disk full?)");
-    }
-    sync_file(temporary);
-    std::filesystem::rename(temporary, destination, ec);
-    if (ec) throw InputError(destination.string(), "cannot replace: " + ec.message());
-  } catch (...) {
-    std::filesystem::remove(temporary, ec);
-    throw;
-  }
+  AtomicFile file(destination);
+  write(file.stream());
+  file.commit();
 }
 
 }  // namespace lathe

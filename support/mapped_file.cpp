@@ -36,6 +36,14 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& 
   return std::shared_ptr<const MappedFile>(new MappedFile(path, data, size));
 }
 
+std::shared_ptr<const MappedFile> MappedFile::map_region(int fd, std::uint64_t offset, std::size_t size,
+                                                         const std::filesystem::path& label) {
+  if (size == 0) return std::shared_ptr<const MappedFile>(new MappedFile(label, nullptr, 0));
+  void* mapping = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(offset));
+  if (mapping == MAP_FAILED) throw InputError(label.string(), std::string("cannot map: ") + std::strerror(errno));
+  return std::shared_ptr<const MappedFile>(new MappedFile(label, static_cast<const std::byte*>(mapping), size));
+}
+
 void MappedFile::release(const void* begin, std::size_t size) const {
   if (!contains(begin, size)) return;
   const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <span>
@@ -12,6 +13,10 @@ namespace lathe {
 class MappedFile {
  public:
   static std::shared_ptr<const MappedFile> open(const std::filesystem::path& path);
+  // Maps `size` bytes of an open file from `offset` (a multiple of the page size); `label`
+  // names it in errors. The mapping stays valid after the descriptor is closed.
+  static std::shared_ptr<const MappedFile> map_region(int fd, std::uint64_t offset, std::size_t size,
+                                                      const std::filesystem::path& label);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -22,7 +27,7 @@ class MappedFile {
     return data_ != nullptr && first >= data_ && first + size <= data_ + size_;
   }
   // Drops the pages wholly inside [begin, begin + size) from this process's memory; the next
-  // read maps them from the file again. The mapping is private and never written, so nothing
+  // read maps them from the file again. The mapping is read-only, so nothing
   // is lost.
   void release(const void* begin, std::size_t size) const;
   const std::filesystem::path& path() const { return path_; }

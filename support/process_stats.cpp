@@ -19,4 +19,14 @@ std::uint64_t peak_rss_bytes() {
   return 0;
 }
 
+std::uint64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::uint64_t kilobytes = 0;
+  std::string unit;
+  while (meminfo >> key >> kilobytes >> unit)
+    if (key == "MemAvailable:") return kilobytes * 1024;
+  return 0;
+}
+
 }  // namespace lathe

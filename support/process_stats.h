@@ -9,5 +9,8 @@ namespace lathe {
 void reset_peak_rss();
 // Peak resident set size since the start or the last reset, in bytes (0 if unknown).
 std::uint64_t peak_rss_bytes();
+// Memory the kernel could give this process now without swapping (MemAvailable), in bytes (0
+// if unknown).
+std::uint64_t available_memory_bytes();
 
 }  // namespace lathe

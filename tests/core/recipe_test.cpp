@@ -383,7 +383,11 @@ TEST(RecipeErrors, Outputs) {
             "r.yaml:3:5: missing key \"format\" in outputs.0; valid formats: onnx, safetensors");
   EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: onnx}\n"), "r.yaml:3:5: missing key \"path\" in outputs.0");
   EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: onnx, paht: m.onnx}\n"),
-            "r.yaml:3:20: unknown key \"paht\" in outputs.0; valid keys: format, path");
+            "r.yaml:3:20: unknown key \"paht\" in outputs.0; valid keys: format, path, dtype, max_shard_size");
+  EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: onnx, path: m.onnx, dtype: float16}\n"),
+            "r.yaml:3:41: dtype applies to safetensors outputs; ONNX files hold float32 and int8");
+  EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: safetensors, path: m, dtype: fp16}\n"),
+            "r.yaml:3:43: key \"dtype\" in outputs.0 must be one of source, float32, float16, bfloat16; got \"fp16\"");
 }
 
 TEST(RecipeErrors, DuplicateOutputPath) {
