@@ -35,9 +35,12 @@ nlohmann::json describe_model(const Model& model) {
           {"bytes_on_disk", model.source.bytes_on_disk}};
 }
 
-std::string gigabytes(std::int64_t bytes) {
+std::string byte_size(std::int64_t bytes) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.2f GB", static_cast<double>(bytes) / 1e9);
+  if (bytes >= 1'000'000'000)
+    std::snprintf(text, sizeof text, "%.2f GB", static_cast<double>(bytes) / 1e9);
+  else
+    std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
   return text;
 }
 
@@ -115,7 +118,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     const auto needed = info.whole_model_bytes ? info.whole_model_bytes(recipe.passes[i].params, original) : 0;
     if (options.memory_limit > 0 && needed > options.memory_limit)
       throw InputError(recipe.passes[i].where.str() + ": " + info.name + " holds the whole model in float32 at once and needs about " +
-                       gigabytes(needed) + ", more than the memory limit of " + gigabytes(options.memory_limit) +
+                       byte_size(needed) + ", more than the memory limit of " + byte_size(options.memory_limit) +
                        " (--memory-limit; default: the memory available)");
   }
   if (options.dry_run) {
