@@ -108,8 +108,11 @@ def main():
     parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
     parser.add_argument("--max-shard-bytes", type=int, default=2 * 1000 ** 3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, help="decoder layers instead of the shape's")
     args = parser.parse_args()
-    s = SHAPES[args.shape]
+    s = dict(SHAPES[args.shape])
+    if args.layers is not None:
+        s["layers"] = args.layers
     dtype, dtype_name = DTYPES[args.dtype]
     os.makedirs(args.out_dir, exist_ok=True)
     start = time.perf_counter()

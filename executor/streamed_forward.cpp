@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "support/allocator.h"
+
 namespace lathe {
 namespace {
 
@@ -100,6 +102,7 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
         states[m]->put(b, executor.decoder_layer(layer, states[m]->get(b), 0, hooks_of(models[m], b)));
       executor.release_layer(layer);
     }
+    return_freed_memory();
     if (options.on_stage) options.on_stage(layer + 2, stages);
   }
   std::vector<at::Tensor> logits(models.size());

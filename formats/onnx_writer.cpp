@@ -19,6 +19,7 @@
 
 #include "core/model.h"
 #include "executor/executor.h"
+#include "support/allocator.h"
 #include "support/atomic_file.h"
 #include "support/errors.h"
 
@@ -307,6 +308,7 @@ class TransformerGraph {
       }
       // The layer's weights are in the graph (or its data file) now: their mapped pages can go.
       for (const auto& name : model_.layer_tensor_names(layer)) model_.release_pages(name);
+      return_freed_memory();
     }
 
     g_.set_scope("head");

@@ -12,6 +12,7 @@
 #include "core/model_loader.h"
 #include "core/tensor_io.h"
 #include "formats/safetensors.h"
+#include "support/allocator.h"
 #include "support/atomic_file.h"
 
 namespace lathe {
@@ -214,6 +215,9 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
   };
 
   fs::create_directories(folder);
+  // Converted tensors are freed one by one; their heap pages go back every so often.
+  constexpr std::size_t kTrimEvery = 64 << 20;
+  std::size_t bytes_since_trim = 0;
   std::set<std::string> written;
   nlohmann::json weight_map = nlohmann::json::object();
   for (std::size_t s = 0; s < shards.size(); ++s) {
@@ -227,6 +231,10 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
       const auto tensor = planned.make();
       out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
       for (const auto& source : planned.sources) model.release_pages(source);
+      if (bytes_since_trim += tensor.nbytes(); bytes_since_trim > kTrimEvery) {
+        return_freed_memory();
+        bytes_since_trim = 0;
+      }
     });
     written.insert(shard_name(s));
   }

@@ -14,6 +14,7 @@
 #include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
+#include "support/allocator.h"
 #include "support/errors.h"
 #include "support/progress.h"
 
@@ -73,6 +74,11 @@ std::vector<Linear> linear_layers(const Model& model) {
   else
     linears.push_back({"lm_head.weight", site_key(-1, ActivationSite::FinalHidden)});
   return linears;
+}
+
+// "layers.12" of "layers.12.mlp.up.weight"; names outside the layers are their own.
+std::string layer_prefix(const std::string& name) {
+  return name.starts_with("layers.") ? name.substr(0, name.find('.', 7)) : name;
 }
 
 class QuantizePass : public Pass {
@@ -156,6 +162,8 @@ class QuantizePass : public Pass {
       model.release_pages(name);
       model.tensors[name] = mapped ? spill.park(values, model) : values.contiguous();
       quantization.weight_scales[name] = scales;
+      if (i + 1 == quantized.size() || layer_prefix(quantized[i + 1].weight) != layer_prefix(name))
+        return_freed_memory();  // a layer's weights are done
       context.progress.heartbeat("quantize: weight " + std::to_string(i + 1) + "/" + std::to_string(quantized.size()));
     }
     context.progress.finish();

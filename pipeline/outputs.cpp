@@ -5,6 +5,7 @@
 #include "core/model.h"
 #include "formats/onnx_writer.h"
 #include "formats/safetensors_model_writer.h"
+#include "support/allocator.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -31,6 +32,7 @@ nlohmann::json write_output(const Model& model, const OutputSpec& output,
   if (output.format == "onnx") {
     OnnxExportOptions options;
     options.metadata = provenance;
+    if (output.external_data) options.external_data_threshold = 0;
     write_onnx(model, output.path, options);
     bytes = bytes_under(output.path);
     auto external = output.path;
@@ -42,6 +44,7 @@ nlohmann::json write_output(const Model& model, const OutputSpec& output,
   } else {
     throw InputError(output.where.str() + ": unknown output format \"" + output.format + "\"");
   }
+  return_freed_memory();  // what the writer freed, so the next stage starts from the model alone
   return {{"format", output.format}, {"path", output.path.string()}, {"bytes", bytes}};
 }
 

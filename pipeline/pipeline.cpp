@@ -182,10 +182,20 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
          }()}};
     for (const auto& output : recipe.outputs) {
       progress.update("writing " + output.path.string());
-      report["outputs"].push_back(write_output(model, output, provenance));
+      reset_peak_rss();
+      const auto start = Clock::now();
+      auto written = write_output(model, output, provenance);
+      written["wall_seconds"] = std::chrono::duration<double>(Clock::now() - start).count();
+      written["peak_rss_bytes"] = peak_rss_bytes();
+      report["outputs"].push_back(written);
       progress.finish();
     }
   }
+  // The run's peak: the largest of its stages' (each measured from a reset).
+  std::uint64_t peak = report["load"]["peak_rss_bytes"].get<std::uint64_t>();
+  for (const auto& section : {report["passes"], report["outputs"]})
+    for (const auto& stage : section) peak = std::max(peak, stage["peak_rss_bytes"].get<std::uint64_t>());
+  report["peak_rss_bytes"] = peak;
   report["status"] = result.exit_code == kExitOk ? "ok" : "gate_failed";
   if (final_model != nullptr) *final_model = std::move(model);
   return result;

@@ -71,7 +71,7 @@ const std::vector<std::string> kTokensOnlyDataKeys = {"dtype"};
 const std::vector<ParamSpec>& output_fields() {
   static const std::vector<ParamSpec> fields = {string_field("format"), string_field("path"),
                                                 string_field("dtype", {"source", "float32", "float16", "bfloat16"}),
-                                                int_field("max_shard_size", 1 << 20)};
+                                                int_field("max_shard_size", 1 << 20), bool_field("external_data")};
   return fields;
 }
 
@@ -778,6 +778,10 @@ class RecipeReader {
       for (const char* key : {"dtype", "max_shard_size"})
         if (auto found = fields.find(key); found != fields.end() && output.format != "safetensors")
           fail(found->second.where, std::string(key) + " applies to safetensors outputs; ONNX files hold float32 and int8");
+      if (auto found = fields.find("external_data"); found != fields.end()) {
+        if (output.format != "onnx") fail(found->second.where, "external_data applies to ONNX outputs");
+        output.external_data = std::get<bool>(found->second.value);
+      }
       if (auto dtype = fields.find("dtype"); dtype != fields.end()) output.dtype = std::get<std::string>(dtype->second.value);
       if (auto size = fields.find("max_shard_size"); size != fields.end())
         output.max_shard_size = std::get<std::int64_t>(size->second.value);
@@ -952,6 +956,7 @@ std::string recipe_to_yaml(const Recipe& recipe) {
     out << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "format" << YAML::Value << output.format;
     out << YAML::Key << "path" << YAML::Value << output.path.string();
+    if (output.format == "onnx") out << YAML::Key << "external_data" << YAML::Value << output.external_data;
     if (output.format == "safetensors") {
       out << YAML::Key << "dtype" << YAML::Value << output.dtype;
       out << YAML::Key << "max_shard_size" << YAML::Value << output.max_shard_size;

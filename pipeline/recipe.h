@@ -63,6 +63,8 @@ struct OutputSpec {
   // shard in bytes (more go to model-0000i-of-0000n.safetensors with an index).
   std::string dtype = "source";
   std::int64_t max_shard_size = 2'000'000'000;
+  // onnx: weights in <file>.data whatever the model's size (by default only above 1 GB).
+  bool external_data = false;
 };
 
 struct Gates {

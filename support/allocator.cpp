@@ -10,4 +10,6 @@ void keep_freed_memory_for_reuse() {
   mallopt(M_TOP_PAD, 16 << 20);
 }
 
+void return_freed_memory() { malloc_trim(0); }
+
 }  // namespace lathe

@@ -67,6 +67,9 @@ void expect_same_recipe(const Recipe& a, const Recipe& b) {
   for (size_t i = 0; i < a.outputs.size(); ++i) {
     EXPECT_EQ(a.outputs[i].format, b.outputs[i].format);
     EXPECT_EQ(a.outputs[i].path, b.outputs[i].path);
+    EXPECT_EQ(a.outputs[i].dtype, b.outputs[i].dtype);
+    EXPECT_EQ(a.outputs[i].max_shard_size, b.outputs[i].max_shard_size);
+    EXPECT_EQ(a.outputs[i].external_data, b.outputs[i].external_data);
   }
   EXPECT_EQ(a.gates.max_perplexity_increase, b.gates.max_perplexity_increase);
   EXPECT_EQ(a.gates.max_loss_increase, b.gates.max_loss_increase);
@@ -83,8 +86,8 @@ passes:
   - eval: {kl: false, label: before, batch_size: 3}
   - eval
 outputs:
-  - {format: onnx, path: out/model.onnx}
-  - {format: safetensors, path: out/model}
+  - {format: onnx, path: out/model.onnx, external_data: true}
+  - {format: safetensors, path: out/model, dtype: bfloat16, max_shard_size: 500000000}
 gates:
   max_perplexity_increase: 0.05
   max_loss_increase: 0.1
@@ -141,6 +144,9 @@ TEST(RecipeParse, FullRecipe) {
   EXPECT_EQ(recipe.outputs[0].where.str(), "r.yaml:9:26");
   EXPECT_EQ(recipe.outputs[1].format, "safetensors");
   EXPECT_EQ(recipe.outputs[1].path, "out/model");
+  EXPECT_TRUE(recipe.outputs[0].external_data);
+  EXPECT_EQ(recipe.outputs[1].dtype, "bfloat16");
+  EXPECT_EQ(recipe.outputs[1].max_shard_size, 500000000);
 
   EXPECT_EQ(recipe.gates.max_perplexity_increase, 0.05);
   EXPECT_EQ(recipe.gates.max_loss_increase, 0.1);
@@ -383,7 +389,7 @@ TEST(RecipeErrors, Outputs) {
             "r.yaml:3:5: missing key \"format\" in outputs.0; valid formats: onnx, safetensors");
   EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: onnx}\n"), "r.yaml:3:5: missing key \"path\" in outputs.0");
   EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: onnx, paht: m.onnx}\n"),
-            "r.yaml:3:20: unknown key \"paht\" in outputs.0; valid keys: format, path, dtype, max_shard_size");
+            "r.yaml:3:20: unknown key \"paht\" in outputs.0; valid keys: format, path, dtype, max_shard_size, external_data");
   EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: onnx, path: m.onnx, dtype: float16}\n"),
             "r.yaml:3:41: dtype applies to safetensors outputs; ONNX files hold float32 and int8");
   EXPECT_EQ(error_of("model: m\noutputs:\n  - {format: safetensors, path: m, dtype: fp16}\n"),
@@ -547,7 +553,7 @@ TEST(RecipeRoundTrip, FullRecipeReadsBackTheSame) {
 TEST(RecipeRoundTrip, NormalizedTextHasEveryDefault) {
   Recipe recipe = parse(
       "model: m\ndata:\n  eval: {tokens: t.bin}\n  calibration: {text: c.txt}\n"
-      "outputs:\n  - {format: onnx, path: out/m.onnx}\ngates: {max_kl: 0.2}\n");
+      "outputs:\n  - {format: onnx, path: out/m.onnx}\n  - {format: safetensors, path: out/m}\ngates: {max_kl: 0.2}\n");
   EXPECT_EQ(recipe_to_yaml(recipe),
             "model: m\n"
             "data:\n"
@@ -556,7 +562,8 @@ TEST(RecipeRoundTrip, NormalizedTextHasEveryDefault) {
             "  eval: {tokens: t.bin, dtype: u16, seq_len: 0, max_tokens: 0, batch_size: 8}\n"
             "passes: []\n"
             "outputs:\n"
-            "  - {format: onnx, path: out/m.onnx}\n"
+            "  - {format: onnx, path: out/m.onnx, external_data: false}\n"
+            "  - {format: safetensors, path: out/m, dtype: source, max_shard_size: 2000000000}\n"
             "gates:\n"
             "  max_kl: 0.2\n");
 }
