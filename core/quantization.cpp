@@ -38,7 +38,8 @@ bool parse_target_cpu(const std::string& name, TargetCpu& target) {
 std::int64_t weight_limit_for(TargetCpu target) { return target == TargetCpu::Vnni ? 127 : 63; }
 
 at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales, std::int64_t limit) {
-  return at::round(weight / scales.unsqueeze(1)).clamp(-limit, limit).to(at::kChar);
+  // In place after the division: each full-size temporary of a large weight is fresh memory.
+  return (weight / scales.unsqueeze(1)).round_().clamp_(-limit, limit).to(at::kChar);
 }
 
 at::Tensor weight_scales(const at::Tensor& weight, bool mse, std::int64_t limit) {

@@ -91,9 +91,24 @@ at::Tensor Executor::weight(const std::string& name) const {
   if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return held;
   auto found = converted_.find(name);
   if (found != converted_.end()) return found->second;
-  auto values = model_.tensor(name);
+  // The values Model::tensor() gives, computed into reused storage.
+  auto values = converted_storage(held.numel()).view(held.sizes());
+  values.copy_(held);
+  if (held.scalar_type() == at::kChar) values.mul_(model_.quantization.weight_scales.at(name).unsqueeze(1));
   model_.release_pages(name);
   return converted_.emplace(name, std::move(values)).first->second;
+}
+
+at::Tensor Executor::converted_storage(std::int64_t elements) const {
+  constexpr std::int64_t kAlignment = 16;  // floats: 64 bytes
+  const auto rounded = (elements + kAlignment - 1) / kAlignment * kAlignment;
+  arena_wanted_ += rounded;
+  if (arena_.defined() && arena_used_ + rounded <= arena_.numel()) {
+    auto slice = arena_.narrow(0, arena_used_, elements);
+    arena_used_ += rounded;
+    return slice;
+  }
+  return at::empty({elements}, at::kFloat);
 }
 
 at::Tensor Executor::optional_weight(const std::string& name) const {
@@ -108,6 +123,11 @@ void Executor::release_layer(int layer) const {
     converted_.erase(name);
     model_.release_pages(name);
   }
+  if (!converted_.empty()) return;
+  // Nothing converted is alive: the buffer starts over, large enough for what the layer needed.
+  if (!arena_.defined() || arena_wanted_ > arena_.numel()) arena_ = at::empty({arena_wanted_}, at::kFloat);
+  arena_used_ = 0;
+  arena_wanted_ = 0;
 }
 
 at::Tensor Executor::linear(int layer, const std::string& name, const at::Tensor& x) const {

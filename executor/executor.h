@@ -94,6 +94,13 @@ class Executor {
 
   const Model& model_;
   mutable std::unordered_map<std::string, at::Tensor> converted_;
+  // Converted weights live in one buffer reused layer after layer, grown to what a layer needs,
+  // so a streamed run neither faults fresh pages in for every layer nor fragments the heap.
+  // Conversions that do not fit (the first layer, a whole-model run) get their own memory.
+  at::Tensor converted_storage(std::int64_t elements) const;
+  mutable at::Tensor arena_;  // float32
+  mutable std::int64_t arena_used_ = 0;
+  mutable std::int64_t arena_wanted_ = 0;
   at::Tensor rotary_cos_;
   at::Tensor rotary_sin_;
 };

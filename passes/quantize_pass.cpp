@@ -156,8 +156,8 @@ class QuantizePass : public Pass {
       const auto weight = model.tensor(name);
       auto scales = weight_scales(weight, mse, quantization.weight_limit);
       auto values = quantize_weight(weight, scales, quantization.weight_limit);
-      worst_weight_error = std::max(worst_weight_error,
-                                    (values.to(at::kFloat) * scales.unsqueeze(1) - weight).abs().max().item<double>());
+      worst_weight_error = std::max(
+          worst_weight_error, values.to(at::kFloat).mul_(scales.unsqueeze(1)).sub_(weight).abs_().max().item<double>());
       const bool mapped = model.is_memory_mapped(name);
       model.release_pages(name);
       model.tensors[name] = mapped ? spill.park(values, model) : values.contiguous();
