@@ -41,11 +41,23 @@ struct ExternalData {
   std::string location;  // file name relative to the model file
   std::uint64_t end = 0;
 
-  void place(onnx::TensorProto& proto, const void* data, std::uint64_t bytes) {
+  // Writes `values` converted to `type` a slice of rows at a time, so a large float16 head or
+  // a transposed view never exists whole in float32.
+  void place(onnx::TensorProto& proto, const at::Tensor& values, at::ScalarType type) {
+    const auto element = static_cast<std::uint64_t>(c10::elementSize(type));
+    const auto bytes = static_cast<std::uint64_t>(values.numel()) * element;
     const auto offset = (end + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment;
     static const std::string padding(kExternalAlignment, '\0');
     out->write(padding.data(), static_cast<std::streamsize>(offset - end));
-    out->write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+    const auto rows = values.dim() == 0 ? 1 : values.size(0);
+    const auto row_bytes = std::max<std::uint64_t>(1, bytes / std::max<std::int64_t>(1, rows));
+    const auto rows_per_slice = std::max<std::int64_t>(1, static_cast<std::int64_t>((16u << 20) / row_bytes));
+    for (std::int64_t first = 0; first < rows; first += rows_per_slice) {
+      const auto slice = (values.dim() == 0 ? values : values.narrow(0, first, std::min(rows_per_slice, rows - first)))
+                             .to(type)
+                             .contiguous();
+      out->write(static_cast<const char*>(slice.data_ptr()), static_cast<std::streamsize>(slice.nbytes()));
+    }
     end = offset + bytes;
     proto.set_data_location(onnx::TensorProto::EXTERNAL);
     auto add_entry = [&](const std::string& key, const std::string& value) {
@@ -72,22 +84,26 @@ class GraphBuilder {
     auto& proto = *graph_.add_initializer();
     proto.set_name(name);
     if (!doc.empty()) proto.set_doc_string(doc);
-    auto contiguous = tensor.detach().contiguous();
-    for (auto size : contiguous.sizes()) proto.add_dims(size);
-    if (contiguous.scalar_type() == at::kLong) {
+    const auto values = tensor.detach();
+    for (auto size : values.sizes()) proto.add_dims(size);
+    auto type = values.scalar_type();
+    if (type == at::kLong) {
       proto.set_data_type(onnx::TensorProto::INT64);
-    } else if (contiguous.scalar_type() == at::kChar) {
+    } else if (type == at::kChar) {
       proto.set_data_type(onnx::TensorProto::INT8);
-    } else if (contiguous.scalar_type() == at::kByte) {
+    } else if (type == at::kByte) {
       proto.set_data_type(onnx::TensorProto::UINT8);
     } else {
-      contiguous = contiguous.to(at::kFloat);
+      type = at::kFloat;
       proto.set_data_type(onnx::TensorProto::FLOAT);
     }
-    if (external_ != nullptr && contiguous.nbytes() >= kMinExternalBytes)
-      external_->place(proto, contiguous.data_ptr(), contiguous.nbytes());
-    else
+    const auto bytes = static_cast<std::uint64_t>(values.numel()) * c10::elementSize(type);
+    if (external_ != nullptr && bytes >= kMinExternalBytes) {
+      external_->place(proto, values, type);
+    } else {
+      const auto contiguous = values.to(type).contiguous();
       proto.set_raw_data(contiguous.data_ptr(), contiguous.nbytes());
+    }
     return name;
   }
 
@@ -327,7 +343,7 @@ class TransformerGraph {
       }
       output_weight = g_.transpose(embedding_table_, {1, 0});
     } else {
-      output_weight = weight_in_out("lm_head.weight", model_.tensor("lm_head.weight"));
+      output_weight = weight_in_out("lm_head.weight", model_.stored("lm_head.weight"));
     }
     return g_.matmul(x, output_weight);
   }
@@ -338,7 +354,7 @@ class TransformerGraph {
   std::string embedding(const std::string& input_ids) {
     auto found = model_.quantization.weight_scales.find("embed.weight");
     if (found == model_.quantization.weight_scales.end()) {
-      embedding_table_ = g_.initializer("embed.weight", model_.tensor("embed.weight"));
+      embedding_table_ = g_.initializer("embed.weight", model_.stored("embed.weight"));
       return g_.gather(embedding_table_, input_ids);
     }
     const auto& scales = found->second;
@@ -440,7 +456,7 @@ class TransformerGraph {
     const auto weight_name = layer_name(layer, name + ".weight");
     auto y = model_.quantization.weight_scales.count(weight_name)
                  ? quantized_matmul(weight_name, x)
-                 : g_.matmul(x, weight_in_out(weight_name, model_.tensor(weight_name)));
+                 : g_.matmul(x, weight_in_out(weight_name, model_.stored(weight_name)));
     const auto bias_name = layer_name(layer, name + ".bias");
     if (model_.has(bias_name)) y = g_.add(y, g_.initializer(bias_name, model_.tensor(bias_name)));
     return y;
