@@ -82,6 +82,14 @@ std::vector<std::string> Model::layer_tensor_names(int layer) const {
   return names;
 }
 
+void Model::populate_pages(const std::string& name) const {
+  auto found = tensors.find(name);
+  if (found == tensors.end()) return;
+  const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
+  for (const auto& mapping : mapped_files)
+    if (mapping->contains(found->second.data_ptr(), size)) return mapping->populate(found->second.data_ptr(), size);
+}
+
 bool Model::is_memory_mapped(const std::string& name) const {
   auto found = tensors.find(name);
   if (found == tensors.end()) return false;

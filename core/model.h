@@ -132,6 +132,8 @@ class Model {
   // Gives the pages of a memory-mapped tensor back to the kernel (they are read from the file
   // again if used later); nothing for tensors in ordinary memory.
   void release_pages(const std::string& name) const;
+  // Maps a memory-mapped tensor's pages in at once before it is read (see MappedFile::populate).
+  void populate_pages(const std::string& name) const;
   // Whether a stored tensor's bytes are in one of mapped_files.
   bool is_memory_mapped(const std::string& name) const;
   // A shallow copy: the tensors are shared, so replace a tensor instead of writing into it.

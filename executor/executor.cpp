@@ -93,6 +93,7 @@ at::Tensor Executor::weight(const std::string& name) const {
   if (found != converted_.end()) return found->second;
   // The values Model::tensor() gives, computed into reused storage.
   auto values = converted_storage(held.numel()).view(held.sizes());
+  model_.populate_pages(name);
   values.copy_(held);
   if (held.scalar_type() == at::kChar) values.mul_(model_.quantization.weight_scales.at(name).unsqueeze(1));
   model_.release_pages(name);

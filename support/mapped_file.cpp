@@ -52,6 +52,19 @@ void MappedFile::release(const void* begin, std::size_t size) const {
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+void MappedFile::populate(const void* begin, std::size_t size) const {
+#ifdef MADV_POPULATE_READ
+  if (!contains(begin, size)) return;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<std::uintptr_t>(begin) / page * page;
+  const auto last = reinterpret_cast<std::uintptr_t>(begin) + size;
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_READ);  // a hint: errors are ignored
+#else
+  (void)begin;
+  (void)size;
+#endif
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
 }

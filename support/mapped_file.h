@@ -30,6 +30,9 @@ class MappedFile {
   // read maps them from the file again. The mapping is read-only, so nothing
   // is lost.
   void release(const void* begin, std::size_t size) const;
+  // Maps the pages of [begin, begin + size) in one call before they are read (where the kernel
+  // can: MADV_POPULATE_READ, Linux 5.14), instead of one page fault per 4 KiB.
+  void populate(const void* begin, std::size_t size) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:
