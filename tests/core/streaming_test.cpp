@@ -167,35 +167,37 @@ std::map<std::string, TensorView> views_of(const SafetensorsCheckpoint& checkpoi
 TEST(Streaming, HalfPrecisionCheckpointsRoundTripInTheirDtype) {
   at::set_num_threads(1);
   testing::TemporaryFolder folder;
-  const auto original = load_model({shared_path(kStories)});
-  for (const auto& [dtype, type, name] : {std::tuple{"float16", at::kHalf, DType::F16}, std::tuple{"bfloat16", at::kBFloat16, DType::BF16}}) {
-    const auto first = folder / (std::string(dtype) + "_a");
-    write_safetensors_model(original, first, {}, {dtype, 2'000'000'000});
-    const auto loaded = load_model({first});
-    for (const auto& [tensor_name, tensor] : loaded.tensors) {
-      EXPECT_EQ(tensor.scalar_type(), type) << dtype << " " << tensor_name;
-      // Held as written; read as the float32 values of the half-precision numbers.
-      EXPECT_TRUE(at::equal(loaded.tensor(tensor_name), original.tensor(tensor_name).to(type).to(at::kFloat))) << tensor_name;
+  for (const char* source : {kStories, kMakemore}) {  // Llama, and GPT-2 (fused QKV, Conv1D layout)
+    const auto original = load_model({shared_path(source)});
+    for (const auto& [dtype, type, name] : {std::tuple{"float16", at::kHalf, DType::F16}, std::tuple{"bfloat16", at::kBFloat16, DType::BF16}}) {
+      const auto first = folder / (std::string(dtype) + "_a_" + fs::path(source).parent_path().filename().string());
+      write_safetensors_model(original, first, {}, {dtype, 2'000'000'000});
+      const auto loaded = load_model({first});
+      for (const auto& [tensor_name, tensor] : loaded.tensors) {
+        EXPECT_EQ(tensor.scalar_type(), type) << dtype << " " << tensor_name;
+        // Held as written; read as the float32 values of the half-precision numbers.
+        EXPECT_TRUE(at::equal(loaded.tensor(tensor_name), original.tensor(tensor_name).to(type).to(at::kFloat))) << tensor_name;
+      }
+      EXPECT_EQ(nlohmann::json::parse(testing::read_text(first / "config.json"))["torch_dtype"], dtype);
+      // Written again with dtype source: the same dtype, the same bytes.
+      const auto second = folder / (std::string(dtype) + "_b_" + fs::path(source).parent_path().filename().string());
+      write_safetensors_model(loaded, second);
+      const auto a = SafetensorsCheckpoint::open(first), b = SafetensorsCheckpoint::open(second);
+      const auto views_a = views_of(a), views_b = views_of(b);
+      ASSERT_EQ(views_a.size(), views_b.size());
+      for (const auto& [tensor_name, view] : views_a) {
+        const auto& other = views_b.at(tensor_name);
+        EXPECT_EQ(view.dtype, name) << tensor_name;
+        EXPECT_EQ(other.dtype, name) << tensor_name;
+        EXPECT_TRUE(std::equal(view.bytes.begin(), view.bytes.end(), other.bytes.begin(), other.bytes.end())) << tensor_name;
+      }
+      // A forward straight from the half-precision weights equals one from their float32 copy.
+      auto widened = loaded.clone();
+      for (auto& [tensor_name, tensor] : widened.tensors) tensor = tensor.to(at::kFloat);
+      const auto ids = testing::random_ids(loaded.config.vocab, 2, 16, 1);
+      at::NoGradGuard no_grad;
+      EXPECT_TRUE(at::equal(Executor(loaded).forward(ids), Executor(widened).forward(ids))) << dtype;
     }
-    EXPECT_EQ(nlohmann::json::parse(testing::read_text(first / "config.json"))["torch_dtype"], dtype);
-    // Written again with dtype source: the same dtype, the same bytes.
-    const auto second = folder / (std::string(dtype) + "_b");
-    write_safetensors_model(loaded, second);
-    const auto a = SafetensorsCheckpoint::open(first), b = SafetensorsCheckpoint::open(second);
-    const auto views_a = views_of(a), views_b = views_of(b);
-    ASSERT_EQ(views_a.size(), views_b.size());
-    for (const auto& [tensor_name, view] : views_a) {
-      const auto& other = views_b.at(tensor_name);
-      EXPECT_EQ(view.dtype, name) << tensor_name;
-      EXPECT_EQ(other.dtype, name) << tensor_name;
-      EXPECT_TRUE(std::equal(view.bytes.begin(), view.bytes.end(), other.bytes.begin(), other.bytes.end())) << tensor_name;
-    }
-    // A forward straight from the half-precision weights equals one from their float32 copy.
-    auto widened = loaded.clone();
-    for (auto& [tensor_name, tensor] : widened.tensors) tensor = tensor.to(at::kFloat);
-    const auto ids = testing::random_ids(loaded.config.vocab, 2, 16, 1);
-    at::NoGradGuard no_grad;
-    EXPECT_TRUE(at::equal(Executor(loaded).forward(ids), Executor(widened).forward(ids))) << dtype;
   }
 }
 
