@@ -26,17 +26,6 @@ at::Tensor batch_loss(const at::Tensor& logits, const EvalBatch& batch) {
   return (token_loss * mask).sum() / mask.sum();
 }
 
-double mean_loss(const Executor& executor, const std::vector<EvalBatch>& batches, const ForwardHooks* hooks) {
-  at::NoGradGuard no_grad;
-  double total = 0, tokens = 0;
-  for (const auto& batch : batches) {
-    const double count = batch.mask.sum().item<double>();
-    total += batch_loss(executor.forward(batch.inputs, hooks), batch).item<double>() * count;
-    tokens += count;
-  }
-  return total / std::max(1.0, tokens);
-}
-
 ForwardHooks unit_gates(const Model& model, bool requires_grad) {
   ForwardHooks hooks;
   for (const auto& layer : model.layers)
@@ -62,18 +51,42 @@ HeadScores gradient_importance(const Executor& executor, const std::vector<EvalB
   return scores;
 }
 
+// One layer at a time: the hidden states before layer l are shared by every head of layer l, so
+// each ablation runs only layers l .. L (with the head's gate at 0) and the head. A gate of 1
+// multiplies exactly, so the scores are those of full forwards with one head gated off.
 HeadScores ablation_importance(const Executor& executor, const std::vector<EvalBatch>& batches,
                                const std::function<void(const std::string&)>& progress) {
+  at::NoGradGuard no_grad;
   const auto& model = executor.model();
   auto scores = zeros_like_heads(model);
-  const double baseline = mean_loss(executor, batches, nullptr);
-  for (int layer = 0; layer < model.layer_count(); ++layer)
+  const auto layers = static_cast<int>(model.layer_count());
+  auto loss_from = [&](const std::vector<at::Tensor>& hidden, int first, const std::vector<ForwardHooks>* hooks) {
+    const auto last = run_layers(executor, hidden, first, layers, hooks);
+    double total = 0, tokens = 0;
+    for (std::size_t b = 0; b < batches.size(); ++b) {
+      const double count = batches[b].mask.sum().item<double>();
+      const auto* batch_hooks = hooks == nullptr ? nullptr : &(*hooks)[b];
+      total += batch_loss(executor.output_head(last[b], batch_hooks), batches[b]).item<double>() * count;
+      tokens += count;
+    }
+    executor.release_layer(-1);
+    return total / std::max(1.0, tokens);
+  };
+  std::vector<at::Tensor> before;  // the hidden states before the current layer
+  for (const auto& batch : batches) before.push_back(executor.embed(batch.inputs));
+  executor.release_layer(-1);
+  const double baseline = loss_from(before, 0, nullptr);
+  for (int layer = 0; layer < layers; ++layer) {
     for (std::int64_t h = 0; h < model.layers[layer].query_heads; ++h) {
-      auto hooks = unit_gates(model, false);
-      hooks.head_gates[layer][h] = 0.0;
-      scores[layer][h] = mean_loss(executor, batches, &hooks) - baseline;
+      std::vector<ForwardHooks> hooks(batches.size(), unit_gates(model, false));
+      auto gates = hooks.front().head_gates[layer].clone();
+      gates[h] = 0.0;
+      for (auto& batch_hooks : hooks) batch_hooks.head_gates[layer] = gates;
+      scores[layer][h] = loss_from(before, layer, &hooks) - baseline;
       if (progress) progress("ablation: head " + std::to_string(layer) + "." + std::to_string(h));
     }
+    before = run_layers(executor, std::move(before), layer, layer + 1);
+  }
   return scores;
 }
 

@@ -121,4 +121,16 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
   if (options.on_stage) options.on_stage(stages, stages);
 }
 
+std::vector<at::Tensor> run_layers(const Executor& executor, std::vector<at::Tensor> hidden, int first, int last,
+                                   const std::vector<ForwardHooks>* hooks) {
+  at::NoGradGuard no_grad;
+  for (int layer = first; layer < last; ++layer) {
+    for (std::size_t b = 0; b < hidden.size(); ++b)
+      hidden[b] = executor.decoder_layer(layer, hidden[b], 0, hooks == nullptr || hooks->empty() ? nullptr : &(*hooks)[b]);
+    executor.release_layer(layer);
+    return_freed_memory();
+  }
+  return hidden;
+}
+
 }  // namespace lathe

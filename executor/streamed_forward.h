@@ -42,6 +42,11 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
                       const std::function<void(std::size_t batch, const std::vector<at::Tensor>& logits)>& consume,
                       const StreamingOptions& options = {});
 
+// The hidden states after layers [first, last) of one model, one layer at a time over every
+// batch (`hooks`: per batch, or null), from the hidden states before layer `first`.
+std::vector<at::Tensor> run_layers(const Executor& executor, std::vector<at::Tensor> hidden, int first, int last,
+                                   const std::vector<ForwardHooks>* hooks = nullptr);
+
 // Hidden states of a data set, one tensor per batch, in memory or in a temporary file.
 class HiddenStates {
  public:

@@ -111,10 +111,9 @@ PassInfo head_importance_pass_info() {
       {"normalize", ParamType::Bool, true, "divide each layer's scores by their L2 norm", {}, {}, {}},
       {"seed", ParamType::Int, std::int64_t{0}, "seed (kept for reproducible caching keys)", {}, 0.0, {}},
   };
-  // Gradients and ablation run every layer per batch; entropy streams layer by layer.
+  // Gradients run backward through every layer at once; ablation and entropy stream layer by layer.
   info.whole_model_bytes = [](const ParamValues& params, const Model& model) {
-    const auto& method = params.get_string("method");
-    return method == "gradient" || method == "ablation" ? model.float_bytes() : std::int64_t{0};
+    return params.get_string("method") == "gradient" ? model.float_bytes() : std::int64_t{0};
   };
   info.create = [](const ParamValues& params) { return std::make_unique<HeadImportancePass>(params); };
   return info;

@@ -200,10 +200,9 @@ PassInfo head_prune_pass_info() {
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "tokens of the data for the importance scores", {}, 1.0, {}},
       {"seed", ParamType::Int, std::int64_t{0}, "seed of the random baseline", {}, 0.0, {}},
   };
-  // Gradients and ablation run every layer per batch; entropy streams layer by layer.
+  // Gradients run backward through every layer at once; ablation and entropy stream layer by layer.
   info.whole_model_bytes = [](const ParamValues& params, const Model& model) {
-    const auto& method = params.get_string("importance");
-    return method == "gradient" || method == "ablation" ? model.float_bytes() : std::int64_t{0};
+    return params.get_string("importance") == "gradient" ? model.float_bytes() : std::int64_t{0};
   };
   info.create = [](const ParamValues& params) { return std::make_unique<HeadPrunePass>(params); };
   return info;

@@ -15,6 +15,7 @@
 #include "executor/calibration.h"
 #include "executor/evaluation.h"
 #include "executor/executor.h"
+#include "executor/head_importance.h"
 #include "executor/streamed_forward.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_model_writer.h"
@@ -155,6 +156,38 @@ TEST(Streaming, CalibrationRangesDoNotDependOnWhereHiddenStatesLive) {
       EXPECT_EQ(range.high, seen.at(site).second) << site;
     }
   }
+}
+
+TEST(Streaming, AblationScoresEqualFullForwardsWithOneHeadOff) {
+  at::set_num_threads(1);
+  const auto model = load_model({shared_path(kStories)});
+  std::vector<EvalBatch> batches;
+  for (const auto& ids : some_inputs(model, 11)) batches.push_back({ids, at::roll(ids, -1, 1), at::ones(ids.sizes(), at::kBool)});
+  const Executor executor(model);
+  const auto scores = head_importance(executor, batches, ImportanceMethod::Ablation, 0);
+  // The definition: the mean loss of whole forwards with the head's gate at 0, minus without.
+  at::NoGradGuard no_grad;
+  auto mean_loss = [&](const ForwardHooks* hooks) {
+    double total = 0, tokens = 0;
+    for (const auto& batch : batches) {
+      auto logits = executor.forward(batch.inputs, hooks);
+      // As head_importance.cpp reduces it: masked per-token losses, summed, over the count.
+      auto token_loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), batch.targets.reshape({-1}),
+                                               /*weight=*/{}, at::Reduction::None);
+      auto mask = batch.mask.reshape({-1}).to(at::kFloat);
+      total += ((token_loss * mask).sum() / mask.sum()).item<double>() * static_cast<double>(batch.inputs.numel());
+      tokens += static_cast<double>(batch.inputs.numel());
+    }
+    return total / tokens;
+  };
+  const double baseline = mean_loss(nullptr);
+  for (int layer = 0; layer < model.layer_count(); ++layer)
+    for (std::int64_t h = 0; h < model.layers[layer].query_heads; h += 3) {
+      ForwardHooks hooks;
+      for (const auto& structure : model.layers) hooks.head_gates.push_back(at::ones({structure.query_heads}));
+      hooks.head_gates[layer][h] = 0.0;
+      EXPECT_DOUBLE_EQ(scores[layer][h], mean_loss(&hooks) - baseline) << "head " << layer << "." << h;
+    }
 }
 
 // The stored tensors of a checkpoint folder, by name (views into the open checkpoint).
