@@ -10,13 +10,14 @@
 #include <string>
 
 #include "core/model.h"
+#include "support/atomic_file.h"
 #include "support/errors.h"
 #include "support/mapped_file.h"
 
 namespace lathe {
 
 TensorSpill::TensorSpill(const std::filesystem::path& directory) {
-  const auto folder = directory.empty() ? std::filesystem::temp_directory_path() : directory;
+  const auto folder = directory.empty() ? temporary_directory() : directory;
   auto pattern = (folder / "lathe-tensors-XXXXXX").string();
   fd_ = ::mkstemp(pattern.data());
   if (fd_ < 0) throw InputError(folder.string(), std::string("cannot create a temporary file: ") + std::strerror(errno));

@@ -12,6 +12,8 @@
 #include <string>
 
 #include "support/allocator.h"
+#include "support/atomic_file.h"
+#include "support/errors.h"
 
 namespace lathe {
 namespace {
@@ -23,8 +25,8 @@ void transfer(int fd, void* data, std::int64_t bytes, std::int64_t offset, bool 
                             : ::pread(fd, cursor, static_cast<std::size_t>(bytes), offset);
     if (done < 0 && errno == EINTR) continue;
     if (done <= 0)
-      throw std::runtime_error(std::string("hidden states: cannot ") + (write ? "write" : "read") +
-                               " the temporary file: " + (done < 0 ? std::strerror(errno) : "end of file"));
+      throw InputError(std::string("hidden states: cannot ") + (write ? "write" : "read") +
+                       " the temporary file (is $TMPDIR full?): " + (done < 0 ? std::strerror(errno) : "end of file"));
     cursor += done;
     bytes -= done;
     offset += done;
@@ -36,10 +38,10 @@ void transfer(int fd, void* data, std::int64_t bytes, std::int64_t offset, bool 
 HiddenStates::HiddenStates(std::size_t batches, bool on_disk, const std::filesystem::path& directory)
     : in_memory_(batches), slots_(batches) {
   if (!on_disk) return;
-  const auto folder = directory.empty() ? std::filesystem::temp_directory_path() : directory;
+  const auto folder = directory.empty() ? temporary_directory() : directory;
   auto pattern = (folder / "lathe-hidden-XXXXXX").string();
   fd_ = ::mkstemp(pattern.data());
-  if (fd_ < 0) throw std::runtime_error("cannot create a temporary file in " + folder.string() + ": " + std::strerror(errno));
+  if (fd_ < 0) throw InputError(folder.string(), std::string("cannot create a temporary file: ") + std::strerror(errno));
   ::unlink(pattern.c_str());  // gone when closed, even if the process dies
 }
 

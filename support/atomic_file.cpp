@@ -1,5 +1,7 @@
 #include "support/atomic_file.h"
 
+#include <cstdlib>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -29,6 +31,17 @@ void sync_file(const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+std::filesystem::path temporary_directory() {
+  std::error_code ec;
+  auto folder = std::filesystem::temp_directory_path(ec);
+  if (ec) {
+    const char* variable = std::getenv("TMPDIR");
+    throw InputError(variable != nullptr ? std::string(variable) : std::string("/tmp"),
+                     "the folder for temporary files ($TMPDIR) does not exist");
+  }
+  return folder;
+}
 
 AtomicFile::AtomicFile(std::filesystem::path destination) : destination_(std::move(destination)) {
   std::error_code ec;

@@ -7,6 +7,9 @@
 
 namespace lathe {
 
+// The folder for temporary files ($TMPDIR, else /tmp); InputError when it is not a folder.
+std::filesystem::path temporary_directory();
+
 // A file written in pieces under a temporary name in its destination's folder; commit() makes
 // it the destination (after the data reached the disk). Destroyed uncommitted, it is removed.
 class AtomicFile {

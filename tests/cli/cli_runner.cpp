@@ -45,9 +45,16 @@ ScratchFolder::~ScratchFolder() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-CommandResult run_lathe(const std::vector<std::string>& arguments, const std::filesystem::path& working_directory) {
+CommandResult run_lathe(const std::vector<std::string>& arguments, const std::filesystem::path& working_directory,
+                        const std::vector<std::string>& environment) {
   ScratchFolder capture;
-  std::string command = "cd " + quote(working_directory.string()) + " && " + quote(LATHE_BINARY);
+  std::string command = "cd " + quote(working_directory.string()) + " && ";
+  if (!environment.empty()) {
+    command += "env";
+    for (const auto& variable : environment) command += " " + quote(variable);
+    command += " ";
+  }
+  command += quote(LATHE_BINARY);
   for (const auto& argument : arguments) command += " " + quote(argument);
   command += " >" + quote((capture / "out").string()) + " 2>" + quote((capture / "err").string()) + " </dev/null";
   const int status = std::system(command.c_str());

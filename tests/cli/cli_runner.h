@@ -14,9 +14,11 @@ struct CommandResult {
   std::string err;
 };
 
-// Runs `lathe` with `arguments` (each shell-quoted) in `working_directory`.
+// Runs `lathe` with `arguments` (each shell-quoted) in `working_directory`, with `environment`
+// ("NAME=value") added to this process's.
 CommandResult run_lathe(const std::vector<std::string>& arguments,
-                        const std::filesystem::path& working_directory = LATHE_SOURCE_DIR);
+                        const std::filesystem::path& working_directory = LATHE_SOURCE_DIR,
+                        const std::vector<std::string>& environment = {});
 
 std::filesystem::path shared_path(const std::string& relative);
 std::string read_text(const std::filesystem::path& path);

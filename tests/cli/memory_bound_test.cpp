@@ -107,5 +107,15 @@ TEST_F(MemoryBound, AWholeModelPassIsRefusedUnderTheLimitBeforeWorkStarts) {
   EXPECT_EQ(run_lathe({"run", (folder_->path() / "finetune.yaml").string(), "--memory-limit", "lots"}).exit_code, 2);
 }
 
+TEST_F(MemoryBound, AMissingTemporaryFolderIsBadInput) {
+  // Under a 64 KB limit the hidden states must go to a temporary file, and $TMPDIR is not there.
+  write_text(folder_->path() / "eval.yaml", recipe("  - eval: {kl: false}\n", "  []\n", kFewLayers));
+  auto result = run_lathe({"run", (folder_->path() / "eval.yaml").string(), "--memory-limit", "64K"}, LATHE_SOURCE_DIR,
+                          {"TMPDIR=" + (folder_->path() / "no-such-folder").string()});
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_NE(result.err.find("no-such-folder: the folder for temporary files ($TMPDIR) does not exist"), std::string::npos)
+      << result.err;
+}
+
 }  // namespace
 }  // namespace lathe::testing
