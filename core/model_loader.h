@@ -15,8 +15,9 @@ struct ModelLocation {
 };
 
 // Loads a checkpoint into the IR: finds its config and family, maps checkpoint tensor names to
-// canonical ones, converts to float32 and [out, in] layout, splits fused QKV. Every problem is
-// an InputError naming the file.
+// canonical ones, keeps each tensor in its stored dtype (memory-mapped where the checkpoint is
+// safetensors), transposes to [out, in] layout where the family stores [in, out], splits fused
+// QKV. Every problem is an InputError naming the file.
 Model load_model(const ModelLocation& location);
 
 // The config.json key lathe writes for per-layer structure that differs between layers.

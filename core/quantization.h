@@ -1,9 +1,9 @@
 #pragma once
 
-// INT8 quantization as the IR carries it: weights symmetric int8 per output channel (the model's
-// float tensor then holds the dequantized values, so every consumer computes what the int8 model
-// computes), activations int8 per tensor with a scale and zero point fixed by calibration
-// (static) or computed from each tensor at run time (dynamic, uint8 as ONNX Runtime's
+// INT8 quantization as the IR carries it: weights symmetric int8 per output channel (the model
+// holds the int8 values, and Model::tensor gives int8 x scale, so every consumer computes what
+// the int8 model computes), activations int8 per tensor with a scale and zero point fixed by
+// calibration (static) or computed from each tensor at run time (dynamic, uint8 as ONNX Runtime's
 // DynamicQuantizeLinear). Sites are named "layers.{i}.{site}" or "final_hidden".
 
 #include <ATen/core/Tensor.h>
