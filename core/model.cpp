@@ -41,16 +41,26 @@ const at::Tensor& Model::stored(const std::string& name) const {
   return found->second;
 }
 
+bool holds_float_values(const at::Tensor& tensor) {
+  return tensor.scalar_type() == at::kFloat || tensor.scalar_type() == at::kDouble;
+}
+
 at::Tensor Model::tensor(const std::string& name) const {
   const auto& held = stored(name);
-  if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return held;
-  if (held.scalar_type() == at::kChar) {
-    auto scales = quantization.weight_scales.find(name);
-    if (scales == quantization.weight_scales.end())
-      throw InputError(source.path.string(), "int8 tensor " + name + " has no scales");
-    return held.to(at::kFloat) * scales->second.unsqueeze(1);
-  }
-  return held.to(at::kFloat);
+  if (holds_float_values(held)) return held;
+  auto values = at::empty(held.sizes(), at::kFloat);
+  rows_into(name, 0, values);
+  return values;
+}
+
+void Model::rows_into(const std::string& name, std::int64_t first, const at::Tensor& out) const {
+  const auto held = stored(name).narrow(0, first, out.size(0));
+  out.copy_(held);
+  if (held.scalar_type() != at::kChar) return;
+  auto scales = quantization.weight_scales.find(name);
+  if (scales == quantization.weight_scales.end())
+    throw InputError(source.path.string(), "int8 tensor " + name + " has no scales");
+  out.mul_(scales->second.narrow(0, first, out.size(0)).unsqueeze(1));
 }
 
 at::Tensor Model::layer_tensor(int layer, const std::string& name) const { return tensor(layer_name(layer, name)); }
@@ -82,30 +92,29 @@ std::vector<std::string> Model::layer_tensor_names(int layer) const {
   return names;
 }
 
-void Model::populate_pages(const std::string& name) const {
+const MappedFile* Model::mapping_of(const std::string& name, std::span<const std::byte>& bytes) const {
   auto found = tensors.find(name);
-  if (found == tensors.end()) return;
-  const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
+  if (found == tensors.end()) return nullptr;
+  bytes = {static_cast<const std::byte*>(found->second.data_ptr()),
+           static_cast<std::size_t>(found->second.numel() * found->second.element_size())};
   for (const auto& mapping : mapped_files)
-    if (mapping->contains(found->second.data_ptr(), size)) return mapping->populate(found->second.data_ptr(), size);
+    if (mapping->contains(bytes.data(), bytes.size())) return mapping.get();
+  return nullptr;
+}
+
+void Model::populate_pages(const std::string& name) const {
+  std::span<const std::byte> bytes;
+  if (const auto* mapping = mapping_of(name, bytes)) mapping->populate(bytes.data(), bytes.size());
 }
 
 bool Model::is_memory_mapped(const std::string& name) const {
-  auto found = tensors.find(name);
-  if (found == tensors.end()) return false;
-  const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
-  for (const auto& mapping : mapped_files)
-    if (mapping->contains(found->second.data_ptr(), size)) return true;
-  return false;
+  std::span<const std::byte> bytes;
+  return mapping_of(name, bytes) != nullptr;
 }
 
 void Model::release_pages(const std::string& name) const {
-  auto found = tensors.find(name);
-  if (found == tensors.end() || mapped_files.empty()) return;
-  const auto* begin = static_cast<const std::byte*>(found->second.data_ptr());
-  const auto size = static_cast<std::size_t>(found->second.numel() * found->second.element_size());
-  for (const auto& mapping : mapped_files)
-    if (mapping->contains(begin, size)) return mapping->release(begin, size);
+  std::span<const std::byte> bytes;
+  if (const auto* mapping = mapping_of(name, bytes)) mapping->release(bytes.data(), bytes.size());
 }
 
 void validate_model(const Model& model, const std::string& origin) {

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,9 @@ class Model {
   // their scales; a float32 tensor itself, as is a float64 one of a model a test computes in
   // double), or an InputError naming the missing tensor.
   at::Tensor tensor(const std::string& name) const;
+  // The float32 values of rows [first, first + out.size(0)) of a tensor, written into `out`
+  // (for consumers that convert a slice at a time, or into memory of their own).
+  void rows_into(const std::string& name, std::int64_t first, const at::Tensor& out) const;
   at::Tensor layer_tensor(int layer, const std::string& name) const;
   // The tensor as held (see `tensors`).
   const at::Tensor& stored(const std::string& name) const;
@@ -136,11 +140,19 @@ class Model {
   void populate_pages(const std::string& name) const;
   // Whether a stored tensor's bytes are in one of mapped_files.
   bool is_memory_mapped(const std::string& name) const;
+
   // A shallow copy: the tensors are shared, so replace a tensor instead of writing into it.
   Model clone() const { return *this; }
+
+ private:
+  // The mapping holding a stored tensor's bytes (set to them), or null.
+  const MappedFile* mapping_of(const std::string& name, std::span<const std::byte>& bytes) const;
 };
 
 std::string layer_name(int layer, const std::string& name);
+
+// Float32 and float64 tensors are computed with as they are; other dtypes are converted.
+bool holds_float_values(const at::Tensor& tensor);
 
 // Checks every tensor the family and structure require is present with the right shape;
 // InputError naming `origin` and the first problem.

@@ -5,7 +5,6 @@
 #include <stdexcept>
 
 namespace lathe {
-namespace {
 
 at::ScalarType scalar_type_of(DType dtype) {
   switch (dtype) {
@@ -19,8 +18,6 @@ at::ScalarType scalar_type_of(DType dtype) {
   }
   throw std::logic_error("unhandled dtype");
 }
-
-}  // namespace
 
 at::Tensor tensor_from_view(const TensorView& view, std::shared_ptr<const void> owner) {
   auto options = at::TensorOptions().dtype(scalar_type_of(view.dtype));

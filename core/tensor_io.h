@@ -15,6 +15,7 @@ namespace lathe {
 at::Tensor tensor_from_view(const TensorView& view, std::shared_ptr<const void> owner);
 
 DType dtype_of(const at::Tensor& tensor);
+at::ScalarType scalar_type_of(DType dtype);
 
 // A view of a contiguous CPU tensor's bytes; the tensor must outlive the view.
 TensorView view_of(const std::string& name, const at::Tensor& tensor);

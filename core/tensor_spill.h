@@ -3,12 +3,14 @@
 // Tensors a pass makes for a large model, moved out of ordinary memory into a temporary file
 // and mapped back: the pages are the kernel's page cache, read when a layer uses them and given
 // back after (Model::release_pages), so a quantized 8 B model's int8 weights need not all be
-// resident at once. The file is unlinked at once; it goes away with the last mapping.
+// resident at once. The file goes away with the last mapping.
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <filesystem>
+
+#include "support/temporary_file.h"
 
 namespace lathe {
 
@@ -17,17 +19,13 @@ class Model;
 class TensorSpill {
  public:
   // A file in `directory` (default: the system's temporary folder).
-  explicit TensorSpill(const std::filesystem::path& directory = {});
-  ~TensorSpill();
-  TensorSpill(const TensorSpill&) = delete;
-  TensorSpill& operator=(const TensorSpill&) = delete;
+  explicit TensorSpill(const std::filesystem::path& directory = {}) : file_(directory) {}
 
   // The same values backed by the file; the mapping joins model.mapped_files.
   at::Tensor park(const at::Tensor& tensor, Model& model);
 
  private:
-  std::filesystem::path label_;
-  int fd_ = -1;
+  TemporaryFile file_;
   std::uint64_t end_ = 0;
 };
 

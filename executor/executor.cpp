@@ -88,14 +88,13 @@ Executor::Executor(const Model& model) : model_(model) {
 
 at::Tensor Executor::weight(const std::string& name) const {
   const auto& held = model_.stored(name);
-  if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return held;
+  if (holds_float_values(held)) return held;
   auto found = converted_.find(name);
   if (found != converted_.end()) return found->second;
   // The values Model::tensor() gives, computed into reused storage.
   auto values = converted_storage(held.numel()).view(held.sizes());
   model_.populate_pages(name);
-  values.copy_(held);
-  if (held.scalar_type() == at::kChar) values.mul_(model_.quantization.weight_scales.at(name).unsqueeze(1));
+  model_.rows_into(name, 0, values);
   model_.release_pages(name);
   return converted_.emplace(name, std::move(values)).first->second;
 }
@@ -257,7 +256,7 @@ at::Tensor Executor::embed(const at::Tensor& input_ids, std::int64_t offset) con
   const auto ids = input_ids.to(at::kLong);
   at::Tensor x;
   const auto& table = model_.stored("embed.weight");
-  if (table.scalar_type() == at::kFloat || table.scalar_type() == at::kDouble) {
+  if (holds_float_values(table)) {
     x = at::embedding(table, ids);
   } else if (table.scalar_type() == at::kChar) {  // the rows the tokens pick, times their scales
     x = at::embedding(table, ids).to(at::kFloat) *
@@ -293,7 +292,7 @@ at::Tensor Executor::output_head(const at::Tensor& x, const ForwardHooks* hooks)
   auto h = final_hidden(x, hooks);
   const auto name = model_.output_weight_name();
   const auto& held = model_.stored(name);
-  if (held.scalar_type() == at::kFloat || held.scalar_type() == at::kDouble) return at::linear(h, held);
+  if (holds_float_values(held)) return at::linear(h, held);
   // A float16, bfloat16 or int8 head is converted a slice of the vocabulary at a time: its
   // float32 copy would be as large as a decoder layer or two.
   constexpr std::int64_t kRowsPerSlice = 4096;
@@ -301,12 +300,11 @@ at::Tensor Executor::output_head(const at::Tensor& x, const ForwardHooks* hooks)
   auto sizes = h.sizes().vec();
   sizes.back() = vocab;
   auto logits = at::empty(sizes, h.options());
-  const auto* scales = model_.is_quantized_weight(name) ? &model_.quantization.weight_scales.at(name) : nullptr;
+  auto slice = at::empty({std::min(kRowsPerSlice, vocab), held.size(1)}, at::kFloat);
   for (std::int64_t first = 0; first < vocab; first += kRowsPerSlice) {
     const auto rows = std::min(kRowsPerSlice, vocab - first);
-    auto slice = held.narrow(0, first, rows).to(at::kFloat);
-    if (scales != nullptr) slice = slice * scales->narrow(0, first, rows).unsqueeze(1);
-    logits.narrow(-1, first, rows).copy_(at::linear(h, slice));
+    model_.rows_into(name, first, slice.narrow(0, 0, rows));
+    logits.narrow(-1, first, rows).copy_(at::linear(h, slice.narrow(0, 0, rows)));
   }
   return logits;
 }

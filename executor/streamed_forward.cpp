@@ -2,74 +2,39 @@
 
 #include <ATen/ATen.h>
 
-#include <fcntl.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <memory>
-#include <stdexcept>
 #include <string>
 
 #include "support/allocator.h"
-#include "support/atomic_file.h"
-#include "support/errors.h"
 
 namespace lathe {
-namespace {
-
-void transfer(int fd, void* data, std::int64_t bytes, std::int64_t offset, bool write) {
-  auto* cursor = static_cast<char*>(data);
-  while (bytes > 0) {
-    const auto done = write ? ::pwrite(fd, cursor, static_cast<std::size_t>(bytes), offset)
-                            : ::pread(fd, cursor, static_cast<std::size_t>(bytes), offset);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0)
-      throw InputError(std::string("hidden states: cannot ") + (write ? "write" : "read") +
-                       " the temporary file (is $TMPDIR full?): " + (done < 0 ? std::strerror(errno) : "end of file"));
-    cursor += done;
-    bytes -= done;
-    offset += done;
-  }
-}
-
-}  // namespace
 
 HiddenStates::HiddenStates(std::size_t batches, bool on_disk, const std::filesystem::path& directory)
     : in_memory_(batches), slots_(batches) {
-  if (!on_disk) return;
-  const auto folder = directory.empty() ? temporary_directory() : directory;
-  auto pattern = (folder / "lathe-hidden-XXXXXX").string();
-  fd_ = ::mkstemp(pattern.data());
-  if (fd_ < 0) throw InputError(folder.string(), std::string("cannot create a temporary file: ") + std::strerror(errno));
-  ::unlink(pattern.c_str());  // gone when closed, even if the process dies
-}
-
-HiddenStates::~HiddenStates() {
-  if (fd_ >= 0) ::close(fd_);
+  if (on_disk) file_ = std::make_unique<TemporaryFile>(directory);
 }
 
 void HiddenStates::put(std::size_t batch, const at::Tensor& hidden) {
-  if (fd_ < 0) {
+  if (file_ == nullptr) {
     in_memory_[batch] = hidden;
     return;
   }
   auto values = hidden.contiguous();
   auto& slot = slots_[batch];
-  const auto bytes = static_cast<std::int64_t>(values.nbytes());
   if (slot.offset < 0 || slot.shape != values.sizes().vec()) {
     slot.offset = file_size_;
     slot.shape = values.sizes().vec();
-    file_size_ += bytes;
+    file_size_ += static_cast<std::int64_t>(values.nbytes());
   }
-  transfer(fd_, values.data_ptr(), bytes, slot.offset, /*write=*/true);
+  file_->write_at(values.data_ptr(), values.nbytes(), static_cast<std::uint64_t>(slot.offset));
 }
 
 at::Tensor HiddenStates::get(std::size_t batch) const {
-  if (fd_ < 0) return in_memory_[batch];
+  if (file_ == nullptr) return in_memory_[batch];
   const auto& slot = slots_[batch];
   auto values = at::empty(slot.shape, at::kFloat);
-  transfer(fd_, values.data_ptr(), static_cast<std::int64_t>(values.nbytes()), slot.offset, /*write=*/false);
+  file_->read_at(values.data_ptr(), values.nbytes(), static_cast<std::uint64_t>(slot.offset));
   return values;
 }
 

@@ -14,9 +14,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "executor/executor.h"
+#include "support/temporary_file.h"
 
 namespace lathe {
 
@@ -51,13 +53,10 @@ std::vector<at::Tensor> run_layers(const Executor& executor, std::vector<at::Ten
 class HiddenStates {
  public:
   HiddenStates(std::size_t batches, bool on_disk, const std::filesystem::path& directory);
-  ~HiddenStates();
-  HiddenStates(const HiddenStates&) = delete;
-  HiddenStates& operator=(const HiddenStates&) = delete;
 
   void put(std::size_t batch, const at::Tensor& hidden);
   at::Tensor get(std::size_t batch) const;
-  bool on_disk() const { return fd_ >= 0; }
+  bool on_disk() const { return file_ != nullptr; }
 
  private:
   struct Slot {
@@ -67,7 +66,7 @@ class HiddenStates {
   std::vector<at::Tensor> in_memory_;
   std::vector<Slot> slots_;
   std::int64_t file_size_ = 0;
-  int fd_ = -1;
+  std::unique_ptr<TemporaryFile> file_;
 };
 
 }  // namespace lathe

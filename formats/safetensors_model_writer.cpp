@@ -28,22 +28,12 @@ struct PlannedTensor {
   std::vector<std::string> sources;  // canonical names whose mapped pages can go afterwards
 };
 
-at::ScalarType scalar_type_of(DType dtype) {
-  switch (dtype) {
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::I8: return at::kChar;
-    default: return at::kFloat;
-  }
-}
-
 // The dtype a float tensor is written in: its own ("source"), or the one the output asks for.
 DType float_dtype(const at::Tensor& held, const std::string& requested) {
   if (requested == "float32") return DType::F32;
   if (requested == "float16") return DType::F16;
   if (requested == "bfloat16") return DType::BF16;
-  const auto type = held.scalar_type();
-  return type == at::kHalf ? DType::F16 : type == at::kBFloat16 ? DType::BF16 : DType::F32;
+  return dtype_of(held);
 }
 
 // The model's tensors under the family's checkpoint names, in the family's layout: int8 values
@@ -215,9 +205,6 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
   };
 
   fs::create_directories(folder);
-  // Converted tensors are freed one by one; their heap pages go back every so often.
-  constexpr std::size_t kTrimEvery = 64 << 20;
-  std::size_t bytes_since_trim = 0;
   std::set<std::string> written;
   nlohmann::json weight_map = nlohmann::json::object();
   for (std::size_t s = 0; s < shards.size(); ++s) {
@@ -231,10 +218,7 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
       const auto tensor = planned.make();
       out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
       for (const auto& source : planned.sources) model.release_pages(source);
-      if (bytes_since_trim += tensor.nbytes(); bytes_since_trim > kTrimEvery) {
-        return_freed_memory();
-        bytes_since_trim = 0;
-      }
+      return_freed_memory();
     });
     written.insert(shard_name(s));
   }

@@ -33,9 +33,7 @@ class EvalPass : public Pass {
     Executor executor(model);
     std::unique_ptr<Executor> reference;
     if (compare) reference = std::make_unique<Executor>(context.original);
-    std::int64_t tokens = 0;
-    for (const auto& batch : batches) tokens += batch.inputs.numel();
-    auto metrics = evaluate(executor, batches, reference.get(), layer_streaming(context, "eval " + data_name, tokens));
+    auto metrics = evaluate(executor, batches, reference.get(), layer_streaming(context, "eval " + data_name, batches));
     context.progress.finish();
 
     nlohmann::json result = {

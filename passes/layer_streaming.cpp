@@ -23,7 +23,9 @@ std::string duration_text(double seconds) {
 
 }  // namespace
 
-StreamingOptions layer_streaming(PassContext& context, const std::string& what, std::int64_t tokens) {
+StreamingOptions layer_streaming(PassContext& context, const std::string& what, const std::vector<EvalBatch>& batches) {
+  std::int64_t tokens = 0;
+  for (const auto& batch : batches) tokens += batch.inputs.numel();
   StreamingOptions options;
   options.hidden_state_budget = context.memory_limit / 4;
   const auto start = std::chrono::steady_clock::now();

@@ -296,11 +296,7 @@ const std::vector<LayerActivationStatistics>& cached_activation_statistics(const
         executor, batches,
         {ActivationSite::AttentionInput, ActivationSite::AttentionOutput, ActivationSite::MlpInput,
          ActivationSite::MlpOutput},
-        layer_streaming(context, "activation statistics", [&] {
-          std::int64_t tokens = 0;
-          for (const auto& batch : batches) tokens += batch.inputs.numel();
-          return tokens;
-        }()));
+        layer_streaming(context, "activation statistics", batches));
     context.progress.finish();
     return statistics;
   });

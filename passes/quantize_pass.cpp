@@ -76,11 +76,6 @@ std::vector<Linear> linear_layers(const Model& model) {
   return linears;
 }
 
-// "layers.12" of "layers.12.mlp.up.weight"; names outside the layers are their own.
-std::string layer_prefix(const std::string& name) {
-  return name.starts_with("layers.") ? name.substr(0, name.find('.', 7)) : name;
-}
-
 class QuantizePass : public Pass {
  public:
   explicit QuantizePass(const ParamValues& params) : params_(params) {}
@@ -133,10 +128,8 @@ class QuantizePass : public Pass {
       options.percentile = params_.get_float("percentile");
       options.symmetric = params_.get_string("activations") == "symmetric";
       auto batches = context.data.batches(data_entry(context), context.where, 0, params_.get_int("max_tokens"));
-      std::int64_t tokens = 0;
-      for (const auto& batch : batches) tokens += batch.inputs.numel();
       ranges = calibrate_ranges(Executor(model), batches, sites, options,
-                                layer_streaming(context, "quantize: calibrating " + std::to_string(sites.size()) + " sites", tokens));
+                                layer_streaming(context, "quantize: calibrating " + std::to_string(sites.size()) + " sites", batches));
       context.progress.finish();
     }
 
@@ -162,8 +155,7 @@ class QuantizePass : public Pass {
       model.release_pages(name);
       model.tensors[name] = mapped ? spill.park(values, model) : values.contiguous();
       quantization.weight_scales[name] = scales;
-      if (i + 1 == quantized.size() || layer_prefix(quantized[i + 1].weight) != layer_prefix(name))
-        return_freed_memory();  // a layer's weights are done
+      return_freed_memory();
       context.progress.heartbeat("quantize: weight " + std::to_string(i + 1) + "/" + std::to_string(quantized.size()));
     }
     context.progress.finish();

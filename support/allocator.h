@@ -15,8 +15,8 @@ void keep_freed_memory_for_reuse();
 // Gives the pages of freed heap memory back to the kernel, also those between blocks still in
 // use. Layer-at-a-time work frees a layer's worth of tensors at a time, but small objects that
 // outlive them (scales, tensor headers) split the free space, so without this the heap's
-// resident size grew by about a layer per layer. Does nothing while less than 64 MB is free.
-// Call when a layer is done.
+// resident size grew by about a layer per layer. Does nothing while less than 64 MB is free, so
+// callers need no throttle of their own: call it whenever a layer or a large tensor is done.
 void return_freed_memory();
 
 }  // namespace lathe
