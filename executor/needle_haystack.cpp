@@ -26,44 +26,190 @@ std::vector<std::int32_t> candidate_needle_ids(const std::vector<std::int32_t>& 
   return ids;
 }
 
-NeedleResults run_tests(const Executor& executor, const std::vector<NeedleTest>& tests, NeedleDecoding decoding,
-                        const ForwardHooks* hooks, bool score_heads, bool use_cache) {
-  at::NoGradGuard no_grad;
-  const auto& model = executor.model();
-  std::int64_t max_heads = 0;
-  for (const auto& layer : model.layers) max_heads = std::max(max_heads, layer.query_heads);
-  NeedleResults results;
-  results.recall.assign(tests.size(), 0.0);
-  results.copies = at::zeros({static_cast<std::int64_t>(tests.size()), model.layer_count(), max_heads}, at::kLong);
+// Tests of one prompt and needle length, run together.
+struct TestBatch {
+  std::vector<std::size_t> members;
+  at::Tensor prompt;  // [B, L]
+  at::Tensor needle;  // [B, N]
+  at::Tensor start;   // [B, 1]
+  std::int64_t cue = 0;
+  std::int64_t continuation() const { return needle.size(1) - cue; }
+};
 
-  // Tests of one prompt length run as batches, small enough that the prompt's attention
-  // probabilities (captured whole when scoring heads) stay around 64 MB.
+std::vector<TestBatch> make_batches(const std::vector<NeedleTest>& tests, std::int64_t max_tokens) {
   std::map<std::pair<std::int64_t, std::int64_t>, std::vector<std::size_t>> by_shape;
   for (std::size_t i = 0; i < tests.size(); ++i)
     by_shape[{static_cast<std::int64_t>(tests[i].prompt.size()), static_cast<std::int64_t>(tests[i].needle.size())}].push_back(i);
-  std::vector<std::pair<std::pair<std::int64_t, std::int64_t>, std::vector<std::size_t>>> groups;
+  std::vector<TestBatch> batches;
   for (const auto& [shape, all] : by_shape) {
-    const auto per_batch = static_cast<std::size_t>(
-        std::max<std::int64_t>(1, (std::int64_t{1} << 24) / std::max<std::int64_t>(1, max_heads * shape.first * shape.first)));
-    for (std::size_t first = 0; first < all.size(); first += per_batch)
-      groups.push_back({shape, std::vector<std::size_t>(all.begin() + first, all.begin() + std::min(all.size(), first + per_batch))});
+    const auto per_batch = static_cast<std::size_t>(std::max<std::int64_t>(1, max_tokens / shape.first));
+    for (std::size_t first = 0; first < all.size(); first += per_batch) {
+      TestBatch batch;
+      batch.members.assign(all.begin() + first, all.begin() + std::min(all.size(), first + per_batch));
+      const auto size = static_cast<std::int64_t>(batch.members.size());
+      batch.prompt = at::empty({size, shape.first}, at::kLong);
+      batch.needle = at::empty({size, shape.second}, at::kLong);
+      batch.start = at::empty({size, 1}, at::kLong);
+      for (std::int64_t b = 0; b < size; ++b) {
+        const auto& test = tests[batch.members[b]];
+        std::copy(test.prompt.begin(), test.prompt.end(), batch.prompt[b].data_ptr<std::int64_t>());
+        std::copy(test.needle.begin(), test.needle.end(), batch.needle[b].data_ptr<std::int64_t>());
+        batch.start[b][0] = test.needle_start;
+      }
+      batch.cue = tests[batch.members.front()].cue_length;
+      batches.push_back(std::move(batch));
+    }
+  }
+  return batches;
+}
+
+// Bytes a batch holds while it runs: its KV cache (float32 keys and values of every position in
+// every layer) and the hidden states of its prompt.
+std::int64_t state_bytes(const Model& model, const TestBatch& batch) {
+  std::int64_t kv_width = 0;
+  for (const auto& layer : model.layers) kv_width += 2 * layer.kv_heads * model.config.head_dim;
+  const auto positions = batch.prompt.size(1) + batch.continuation();
+  return 4 * batch.prompt.size(0) * (positions * kv_width + batch.prompt.size(1) * model.config.hidden);
+}
+
+// The copy-paste rule for one decoding step: a head copies when its strongest attention (of the
+// last query position) is on a needle position of the prompt holding the token produced.
+void count_copies(const TestBatch& batch, const std::vector<at::Tensor>& argmax, const at::Tensor& copied,
+                  at::Tensor& copies) {
+  const auto length = batch.prompt.size(1);
+  for (std::size_t layer = 0; layer < argmax.size(); ++layer) {
+    if (!argmax[layer].defined()) continue;
+    const auto& positions = argmax[layer];  // [B, Hq]
+    auto in_prompt = positions.lt(length);
+    auto token = batch.prompt.gather(1, positions.clamp_max(length - 1));
+    auto in_needle = positions.ge(batch.start).logical_and(positions.lt(batch.start + batch.needle.size(1)));
+    auto copy = in_prompt.logical_and(in_needle).logical_and(token.eq(copied.unsqueeze(1)));
+    const auto heads = copy.size(1);
+    for (std::int64_t b = 0; b < copy.size(0); ++b)
+      copies[static_cast<std::int64_t>(batch.members[b])][static_cast<std::int64_t>(layer)].narrow(0, 0, heads).add_(copy[b]);
+  }
+}
+
+double needle_recall(const at::Tensor& produced, const at::Tensor& wanted, NeedleDecoding decoding) {
+  const auto continuation = wanted.size(0);
+  if (continuation == 0) return 0.0;
+  double hits = 0;
+  if (decoding == NeedleDecoding::TeacherForced) {
+    hits = produced.eq(wanted).sum().item<double>();
+  } else {  // ROUGE-1 recall: each needle token matched at most as often as it was produced
+    std::map<std::int64_t, int> available;
+    for (std::int64_t t = 0; t < continuation; ++t) ++available[produced[t].item<std::int64_t>()];
+    for (std::int64_t t = 0; t < continuation; ++t) {
+      auto& count = available[wanted[t].item<std::int64_t>()];
+      if (count > 0) {
+        --count;
+        ++hits;
+      }
+    }
+  }
+  return hits / static_cast<double>(continuation);
+}
+
+// Runs a wave of batches one layer at a time: the prompts but their last token fill the KV
+// caches, then each decoding step runs every batch through layer 0, layer 1, ... With
+// `release_layers` a layer's converted weights are dropped after each pass over it, so the
+// weights never exist in float32 all at once (and each step converts them again).
+void run_wave(const Executor& executor, const std::vector<TestBatch>& wave, NeedleDecoding decoding,
+              const ForwardHooks* hooks, bool score_heads, const NeedleRunOptions& options, NeedleResults& results,
+              std::int64_t& layer_passes_done, std::int64_t layer_passes) {
+  const auto& model = executor.model();
+  const int layers = model.layer_count();
+  const auto pass_done = [&] {
+    ++layer_passes_done;
+    if (options.on_layer_pass) options.on_layer_pass(layer_passes_done, layer_passes);
+  };
+  ForwardHooks gates;
+  if (hooks != nullptr) gates.head_gates = hooks->head_gates;
+  std::vector<KvCache> caches(wave.size());
+  for (auto& cache : caches) {
+    cache.keys.resize(model.layers.size());
+    cache.values.resize(model.layers.size());
   }
 
-  for (const auto& [shape, members] : groups) {
-    const auto batch = static_cast<std::int64_t>(members.size());
-    const auto length = shape.first;
-    const auto cue = tests[members.front()].cue_length;
-    const auto continuation = shape.second - cue;
-    auto prompt = at::empty({batch, length}, at::kLong);
-    auto needle = at::empty({batch, shape.second}, at::kLong);
-    auto start = at::empty({batch, 1}, at::kLong);
-    for (std::int64_t b = 0; b < batch; ++b) {
-      const auto& test = tests[members[b]];
-      std::copy(test.prompt.begin(), test.prompt.end(), prompt[b].data_ptr<std::int64_t>());
-      std::copy(test.needle.begin(), test.needle.end(), needle[b].data_ptr<std::int64_t>());
-      start[b][0] = test.needle_start;
+  // Prompt lengths differ between the batches of a wave, so positions are per batch.
+  const auto prompt_length = [&](std::size_t b) { return wave[b].prompt.size(1) - 1; };
+  {
+    std::vector<at::Tensor> hidden(wave.size());
+    std::vector<ForwardHooks> batch_hooks(wave.size(), gates);
+    for (std::size_t b = 0; b < wave.size(); ++b)
+      hidden[b] = prompt_length(b) > 0 ? executor.embed(wave[b].prompt.narrow(1, 0, prompt_length(b))) : at::Tensor();
+    for (int layer = 0; layer < layers; ++layer) {
+      for (std::size_t b = 0; b < wave.size(); ++b)
+        if (hidden[b].defined()) hidden[b] = executor.decoder_layer(layer, hidden[b], 0, &batch_hooks[b], &caches[b]);
+      if (options.release_layers) executor.release_layer(layer);
     }
+    pass_done();
+  }
 
+  // Greedy decoding feeds the model's own tokens: one step per needle token. Teacher forcing
+  // feeds the needle, known in advance: one step over all of the continuation.
+  std::int64_t steps = 0;
+  for (const auto& batch : wave) steps = std::max(steps, batch.continuation());
+  const auto step_count = decoding == NeedleDecoding::Greedy ? steps : std::min<std::int64_t>(steps, 1);
+  std::vector<at::Tensor> input(wave.size()), produced(wave.size());
+  std::vector<std::vector<at::Tensor>> argmax(wave.size(), std::vector<at::Tensor>(model.layers.size()));
+  for (std::size_t b = 0; b < wave.size(); ++b) {
+    const auto& batch = wave[b];
+    input[b] = batch.prompt.narrow(1, prompt_length(b), 1);
+    if (decoding == NeedleDecoding::TeacherForced)
+      input[b] = at::cat({input[b], batch.needle.narrow(1, batch.cue, batch.continuation() - 1)}, 1);
+    produced[b] = at::empty({batch.prompt.size(0), batch.continuation()}, at::kLong);
+  }
+  for (std::int64_t step = 0; step < step_count; ++step) {
+    std::vector<at::Tensor> hidden(wave.size());
+    std::vector<ForwardHooks> batch_hooks(wave.size(), gates);
+    for (std::size_t b = 0; b < wave.size(); ++b) {
+      if (step >= wave[b].continuation()) continue;
+      hidden[b] = executor.embed(input[b], caches[b].length = prompt_length(b) + step);
+      if (score_heads)
+        batch_hooks[b].on_attention = [&argmax, b](int layer, const at::Tensor& probabilities) {
+          argmax[b][layer] = probabilities.argmax(-1);  // [B, Hq, T]
+        };
+    }
+    for (int layer = 0; layer < layers; ++layer) {
+      for (std::size_t b = 0; b < wave.size(); ++b)
+        if (hidden[b].defined())
+          hidden[b] = executor.decoder_layer(layer, hidden[b], caches[b].length, &batch_hooks[b], &caches[b]);
+      if (options.release_layers) executor.release_layer(layer);
+    }
+    for (std::size_t b = 0; b < wave.size(); ++b) {
+      if (!hidden[b].defined()) continue;
+      const auto& batch = wave[b];
+      auto next = executor.output_head(hidden[b], nullptr).argmax(-1);  // [B, T]
+      const auto first = decoding == NeedleDecoding::Greedy ? step : 0;
+      produced[b].narrow(1, first, next.size(1)).copy_(next);
+      for (std::int64_t t = 0; t < next.size(1); ++t) {
+        const auto copied = decoding == NeedleDecoding::Greedy ? next.select(1, t) : batch.needle.select(1, batch.cue + t);
+        if (score_heads) {
+          std::vector<at::Tensor> row(model.layers.size());
+          for (std::size_t layer = 0; layer < row.size(); ++layer)
+            if (argmax[b][layer].defined()) row[layer] = argmax[b][layer].select(2, t);
+          count_copies(batch, row, copied, results.copies);
+        }
+      }
+      if (decoding == NeedleDecoding::Greedy) input[b] = next;
+      for (auto& layer : argmax[b]) layer = at::Tensor();
+    }
+    if (options.release_layers) executor.release_layer(-1);
+    pass_done();
+  }
+
+  for (std::size_t b = 0; b < wave.size(); ++b)
+    for (std::int64_t i = 0; i < wave[b].prompt.size(0); ++i)
+      results.recall[wave[b].members[i]] =
+          needle_recall(produced[b][i], wave[b].needle[i].narrow(0, wave[b].cue, wave[b].continuation()), decoding);
+}
+
+// The same tests with a full forward of the growing sequence per step and no cache.
+void run_without_cache(const Executor& executor, const std::vector<TestBatch>& batches, NeedleDecoding decoding,
+                       const ForwardHooks* hooks, bool score_heads, NeedleResults& results) {
+  const auto& model = executor.model();
+  for (const auto& batch : batches) {
     ForwardHooks step_hooks;
     if (hooks != nullptr) step_hooks.head_gates = hooks->head_gates;
     std::vector<at::Tensor> argmax(model.layers.size());
@@ -71,57 +217,36 @@ NeedleResults run_tests(const Executor& executor, const std::vector<NeedleTest>&
       step_hooks.on_attention = [&](int layer, const at::Tensor& probabilities) {
         argmax[layer] = probabilities.select(2, probabilities.size(2) - 1).argmax(-1);  // [B, Hq]
       };
-
-    KvCache cache;
-    auto sequence = prompt;
-    auto input = prompt;
-    auto produced = at::empty({batch, continuation}, at::kLong);
-    for (std::int64_t step = 0; step < continuation; ++step) {
-      auto logits = executor.forward(use_cache ? input : sequence, &step_hooks, use_cache ? &cache : nullptr);
+    auto sequence = batch.prompt;
+    auto produced = at::empty({batch.prompt.size(0), batch.continuation()}, at::kLong);
+    for (std::int64_t step = 0; step < batch.continuation(); ++step) {
+      auto logits = executor.forward(sequence, &step_hooks);
       auto next = logits.select(1, logits.size(1) - 1).argmax(-1);  // [B]
-      auto expected = needle.select(1, cue + step);
+      auto expected = batch.needle.select(1, batch.cue + step);
       produced.select(1, step).copy_(next);
       auto copied = decoding == NeedleDecoding::Greedy ? next : expected;
-      if (score_heads) {
-        for (int layer = 0; layer < model.layer_count(); ++layer) {
-          if (!argmax[layer].defined()) continue;
-          const auto& positions = argmax[layer];
-          auto in_prompt = positions.lt(length);
-          auto token = prompt.gather(1, positions.clamp_max(length - 1));
-          auto in_needle = positions.ge(start).logical_and(positions.lt(start + shape.second));
-          auto copies = in_prompt.logical_and(in_needle).logical_and(token.eq(copied.unsqueeze(1)));
-          const auto heads = copies.size(1);
-          for (std::int64_t b = 0; b < batch; ++b)
-            results.copies[static_cast<std::int64_t>(members[b])][layer].narrow(0, 0, heads).add_(copies[b]);
-          argmax[layer] = at::Tensor();
-        }
-      }
-      auto fed = (decoding == NeedleDecoding::Greedy ? next : expected).unsqueeze(1);
-      input = fed;
-      sequence = at::cat({sequence, fed}, 1);
+      if (score_heads) count_copies(batch, argmax, copied, results.copies);
+      for (auto& layer : argmax) layer = at::Tensor();
+      sequence = at::cat({sequence, copied.unsqueeze(1)}, 1);
     }
-
-    for (std::int64_t b = 0; b < batch; ++b) {
-      auto wanted = needle[b].narrow(0, cue, continuation);
-      double hits = 0;
-      if (decoding == NeedleDecoding::TeacherForced) {
-        hits = produced[b].eq(wanted).sum().item<double>();
-      } else {  // ROUGE-1 recall: each needle token matched at most as often as it was produced
-        std::map<std::int64_t, int> available;
-        for (std::int64_t t = 0; t < continuation; ++t) ++available[produced[b][t].item<std::int64_t>()];
-        for (std::int64_t t = 0; t < continuation; ++t) {
-          auto& count = available[wanted[t].item<std::int64_t>()];
-          if (count > 0) {
-            --count;
-            ++hits;
-          }
-        }
-      }
-      results.recall[members[b]] = continuation > 0 ? hits / static_cast<double>(continuation) : 0.0;
-    }
+    for (std::int64_t i = 0; i < batch.prompt.size(0); ++i)
+      results.recall[batch.members[i]] =
+          needle_recall(produced[i], batch.needle[i].narrow(0, batch.cue, batch.continuation()), decoding);
   }
+}
+
+NeedleResults empty_results(const Model& model, std::size_t tests) {
+  std::int64_t max_heads = 0;
+  for (const auto& layer : model.layers) max_heads = std::max(max_heads, layer.query_heads);
+  NeedleResults results;
+  results.recall.assign(tests, 0.0);
+  results.copies = at::zeros({static_cast<std::int64_t>(tests), model.layer_count(), max_heads}, at::kLong);
   return results;
 }
+
+// Prompt tokens a batch runs at once: enough for matrix products at full speed, few enough that
+// the MLP's intermediate activations of long prompts stay small.
+constexpr std::int64_t kTokensPerBatch = 4096;
 
 }  // namespace
 
@@ -207,13 +332,39 @@ std::vector<std::int32_t> sample_haystack(const Executor& executor, std::int64_t
 }
 
 NeedleResults run_needle_tests(const Executor& executor, const std::vector<NeedleTest>& tests, NeedleDecoding decoding,
-                               const ForwardHooks* hooks, bool score_heads) {
-  return run_tests(executor, tests, decoding, hooks, score_heads, /*use_cache=*/true);
+                               const ForwardHooks* hooks, bool score_heads, const NeedleRunOptions& options) {
+  at::NoGradGuard no_grad;
+  const auto& model = executor.model();
+  auto results = empty_results(model, tests.size());
+  const auto batches = make_batches(tests, kTokensPerBatch);
+  // Waves: consecutive batches whose caches fit the budget together (at least one batch each).
+  std::vector<std::vector<TestBatch>> waves;
+  std::int64_t wave_bytes = 0;
+  for (const auto& batch : batches) {
+    const auto bytes = state_bytes(model, batch);
+    if (waves.empty() || (options.state_budget > 0 && wave_bytes + bytes > options.state_budget)) {
+      waves.emplace_back();
+      wave_bytes = 0;
+    }
+    waves.back().push_back(batch);
+    wave_bytes += bytes;
+  }
+  std::int64_t layer_passes = 0, done = 0;
+  for (const auto& wave : waves) {
+    std::int64_t steps = 0;
+    for (const auto& batch : wave) steps = std::max(steps, batch.continuation());
+    layer_passes += 1 + (decoding == NeedleDecoding::Greedy ? steps : std::min<std::int64_t>(steps, 1));
+  }
+  for (const auto& wave : waves) run_wave(executor, wave, decoding, hooks, score_heads, options, results, done, layer_passes);
+  return results;
 }
 
 NeedleResults run_needle_tests_without_cache(const Executor& executor, const std::vector<NeedleTest>& tests,
                                              NeedleDecoding decoding, const ForwardHooks* hooks, bool score_heads) {
-  return run_tests(executor, tests, decoding, hooks, score_heads, /*use_cache=*/false);
+  at::NoGradGuard no_grad;
+  auto results = empty_results(executor.model(), tests.size());
+  run_without_cache(executor, make_batches(tests, kTokensPerBatch), decoding, hooks, score_heads, results);
+  return results;
 }
 
 }  // namespace lathe

@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,12 +64,25 @@ struct NeedleResults {
   at::Tensor copies;           // [tests, layers, max query heads], int64
 };
 
-// Runs the tests with a KV cache, batching tests of equal length. Greedy: the model's own
-// continuation, recall = ROUGE-1 recall of it against the needle. Teacher-forced: the needle
-// is fed, recall = share of positions whose argmax is the needle token. `hooks` may carry head
-// gates (for removals). Copies are counted when `score_heads` is set.
+struct NeedleRunOptions {
+  // Bytes the KV caches and prompt hidden states of the tests run together may take; tests
+  // beyond it run in later waves. 0: all at once.
+  std::int64_t state_budget = 0;
+  // Drop each layer's converted float32 weights after every pass over it, for a model whose
+  // float32 copy does not fit in memory (each decoding step then converts them again).
+  bool release_layers = false;
+  // After each pass over the layers: (passes done, passes in all).
+  std::function<void(std::int64_t done, std::int64_t passes)> on_layer_pass;
+};
+
+// Runs the tests with a KV cache, batching tests of equal length, one decoder layer at a time
+// over all batches of a wave. Greedy: the model's own continuation, recall = ROUGE-1 recall of
+// it against the needle. Teacher-forced: the needle is fed, recall = share of positions whose
+// argmax is the needle token. `hooks` may carry head gates (for removals). Copies are counted
+// when `score_heads` is set.
 NeedleResults run_needle_tests(const Executor& executor, const std::vector<NeedleTest>& tests,
-                               NeedleDecoding decoding, const ForwardHooks* hooks, bool score_heads);
+                               NeedleDecoding decoding, const ForwardHooks* hooks, bool score_heads,
+                               const NeedleRunOptions& options = {});
 
 // Runs each test with full forwards instead of the KV cache (for benchmarks and tests).
 NeedleResults run_needle_tests_without_cache(const Executor& executor, const std::vector<NeedleTest>& tests,

@@ -71,8 +71,9 @@ class EvalPass : public Pass {
     const auto options = needle_options(params_, executor.model(), context.where.str());
     std::string haystack;
     const auto tests = needle_tests(context, executor, params_.get_string("niah_data"), options, &haystack);
-    context.progress.update("eval: " + std::to_string(tests.size()) + " needle tests");
-    const auto results = run_needle_tests(executor, tests, NeedleDecoding::Greedy, nullptr, false);
+    const auto results =
+        run_needle_tests(executor, tests, NeedleDecoding::Greedy, nullptr, false,
+                         needle_run_options(context, executor.model(), "eval: " + std::to_string(tests.size()) + " needle tests"));
     context.progress.finish();
     const auto& lengths = options.context_lengths;
     const auto& depths = options.depths;
@@ -126,10 +127,6 @@ PassInfo eval_pass_info() {
       {"niah_data", ParamType::String, std::string(""), "data entry for NIAH haystacks; default: calibration, then eval, else sampled text", {}, {}, {}},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
-  // Needle tests decode with a KV cache through every layer; loss and KL stream layer by layer.
-  info.whole_model_bytes = [](const ParamValues& params, const Model& model) {
-    return params.get_bool("niah") ? model.float_bytes() : std::int64_t{0};
-  };
   info.create = [](const ParamValues& params) { return std::make_unique<EvalPass>(params); };
   return info;
 }

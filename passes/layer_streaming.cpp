@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "core/model.h"
 #include "passes/pass_context.h"
 #include "support/progress.h"
 
@@ -43,6 +44,22 @@ StreamingOptions layer_streaming(PassContext& context, const std::string& what, 
     progress.heartbeat(line);
   };
   return options;
+}
+
+bool float_weights_fit(const PassContext& context, const Model& model) {
+  return context.memory_limit <= 0 || model.float_bytes() <= context.memory_limit - context.memory_limit / 4;
+}
+
+std::function<void(std::int64_t, std::int64_t)> step_progress(PassContext& context, const std::string& what,
+                                                              const std::string& step_name) {
+  const auto start = std::chrono::steady_clock::now();
+  return [&progress = context.progress, what, step_name, start](std::int64_t done, std::int64_t steps) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string line = what + ": " + step_name + " " + std::to_string(done) + "/" + std::to_string(steps);
+    if (seconds > 0 && done > 0 && done < steps)
+      line += ", " + duration_text(seconds * static_cast<double>(steps - done) / static_cast<double>(done)) + " left";
+    progress.heartbeat(line);
+  };
 }
 
 }  // namespace lathe

@@ -3,6 +3,8 @@
 // How a pass runs the model one layer at a time: the hidden-state budget from the run's memory
 // limit, and a progress line "what: layer i/n, tokens/s, time left".
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,9 +13,18 @@
 
 namespace lathe {
 
+class Model;
 class PassContext;
 
 // `batches`: the data set the model runs over (its tokens give the rate).
 StreamingOptions layer_streaming(PassContext& context, const std::string& what, const std::vector<EvalBatch>& batches);
+
+// Whether the model's weights in float32 (what a whole-model forward converts and keeps) fit
+// under the run's memory limit with a quarter of it left for activations.
+bool float_weights_fit(const PassContext& context, const Model& model);
+
+// A progress callback for work in counted steps: "what: step_name i/n, time left".
+std::function<void(std::int64_t done, std::int64_t steps)> step_progress(PassContext& context, const std::string& what,
+                                                                         const std::string& step_name);
 
 }  // namespace lathe

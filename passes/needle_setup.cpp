@@ -5,9 +5,11 @@
 
 #include "core/model.h"
 #include "executor/executor.h"
+#include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 
 namespace lathe {
 namespace {
@@ -77,6 +79,10 @@ Haystack load_haystack(PassContext& context, const Executor& executor, const std
   const auto entry = context.data.calibration_entry(data_name);
   Haystack haystack;
   if (entry.empty()) {
+    if (!float_weights_fit(context, model))
+      throw InputError(context.where.str() + ": sampling a haystack from the model holds its float32 weights (about " +
+                       byte_size(model.float_bytes()) + ") in memory, more than the memory limit of " +
+                       byte_size(context.memory_limit) + "; name a data entry for the haystacks");
     const auto longest = *std::max_element(options.context_lengths.begin(), options.context_lengths.end());
     const auto seed = options.seed + 7919;  // not the needles' stream
     haystack.tokens = sample_haystack(executor, std::max<std::int64_t>(4 * longest, 2048), model.config.bos_id, seed);
@@ -88,6 +94,15 @@ Haystack load_haystack(PassContext& context, const Executor& executor, const std
       if (id != model.config.bos_id && id != model.config.eos_id) haystack.tokens.push_back(id);
   haystack.source = "data." + entry;
   return haystack;
+}
+
+NeedleRunOptions needle_run_options(PassContext& context, const Model& model, const std::string& what) {
+  NeedleRunOptions options;
+  options.state_budget = context.memory_limit / 4;
+  options.release_layers = !float_weights_fit(context, model);
+  options.on_layer_pass = step_progress(context, what + (options.release_layers ? " (one layer at a time)" : ""),
+                                        "pass over the layers");
+  return options;
 }
 
 std::vector<NeedleTest> needle_tests(PassContext& context, const Executor& executor, const std::string& data_name,

@@ -22,14 +22,19 @@ std::vector<ParamSpec> needle_param_specs();
 NeedleOptions needle_options(const ParamValues& params, const Model& model, const std::string& origin);
 
 // The haystack token stream: the named data entry ("" picks calibration, then eval) without
-// BOS/EOS, or, when the recipe has no data, text the model samples itself. The third element
-// of the result says which.
+// BOS/EOS, or, when the recipe has no data, text the model samples itself (InputError when the
+// model's float32 weights do not fit in the memory limit: sampling runs every layer per token).
 struct Haystack {
   std::vector<std::int32_t> tokens;
   std::string source;
 };
 Haystack load_haystack(PassContext& context, const Executor& executor, const std::string& data_name,
                        const NeedleOptions& options);
+
+// How a pass runs the tests under the run's memory limit: the tests' KV caches in waves of a
+// quarter of it; the model's converted float32 weights kept from step to step only if they fit
+// beside them; a progress line per pass over the layers.
+NeedleRunOptions needle_run_options(PassContext& context, const Model& model, const std::string& what);
 
 // Tests of the grid from `options` over the haystack.
 std::vector<NeedleTest> needle_tests(PassContext& context, const Executor& executor, const std::string& data_name,

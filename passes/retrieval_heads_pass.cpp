@@ -44,8 +44,9 @@ class RetrievalHeadsPass : public Pass {
     Executor executor(model);
     std::string haystack_source;
     const auto tests = needle_tests(context, executor, params_.get_string("data"), options, &haystack_source);
-    context.progress.update("retrieval-heads: " + std::to_string(tests.size()) + " needle tests");
-    const auto results = run_needle_tests(executor, tests, decoding, nullptr, /*score_heads=*/true);
+    const auto results =
+        run_needle_tests(executor, tests, decoding, nullptr, /*score_heads=*/true,
+                         needle_run_options(context, model, "retrieval-heads: " + std::to_string(tests.size()) + " needle tests"));
     context.progress.finish();
 
     // Score of a head in one test: needle tokens it copied / needle length; the mean over the
@@ -133,11 +134,13 @@ class RetrievalHeadsPass : public Pass {
   void measure_removal(const Executor& executor, const Model& model, const std::vector<NeedleTest>& tests,
                        NeedleDecoding decoding, const std::vector<ScoredHead>& ranking,
                        const std::vector<HeadId>& retrieval, PassContext& context) const {
+    auto run_options = needle_run_options(context, model, "retrieval-heads: removal");
+    run_options.on_layer_pass = nullptr;  // the lines below say which removal runs
     auto recall_without = [&](const std::vector<HeadId>& removed) {
       ForwardHooks hooks;
       for (const auto& layer : model.layers) hooks.head_gates.push_back(at::ones({layer.query_heads}));
       for (const auto& head : removed) hooks.head_gates[head.layer][head.head] = 0.0;
-      return mean(run_needle_tests(executor, tests, decoding, &hooks, false).recall);
+      return mean(run_needle_tests(executor, tests, decoding, &hooks, false, run_options).recall);
     };
     const double baseline = recall_without({});
     std::vector<HeadId> others;
@@ -150,7 +153,7 @@ class RetrievalHeadsPass : public Pass {
       if (k > ranking.size()) break;
       std::vector<HeadId> top;
       for (std::size_t i = 0; i < k; ++i) top.push_back(ranking[i].id);
-      context.progress.update("retrieval-heads: removing the top " + std::to_string(k));
+      context.progress.heartbeat("retrieval-heads: removing the top " + std::to_string(k));
       const double top_recall = recall_without(top);
       std::vector<double> random_recalls;
       if (others.size() >= k)
@@ -200,7 +203,6 @@ PassInfo retrieval_heads_pass_info() {
       {"ablation_seeds", ParamType::Int, std::int64_t{5}, "random removals to average per k", {}, 1.0, 100.0},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
-  info.whole_model_bytes = [](const ParamValues&, const Model& model) { return model.float_bytes(); };
   info.create = [](const ParamValues& params) { return std::make_unique<RetrievalHeadsPass>(params); };
   return info;
 }

@@ -10,12 +10,15 @@
 #include <vector>
 
 #include "core/model.h"
+#include "core/tensor_spill.h"
 #include "executor/outlier_stats.h"
 #include "passes/outlier_stats_pass.h"
 #include "passes/pass_context.h"
 #include "pipeline/data_sets.h"
+#include "support/allocator.h"
 #include "support/errors.h"
 #include "support/number_text.h"
+#include "support/progress.h"
 
 namespace lathe {
 namespace {
@@ -87,11 +90,18 @@ double peak_to_mean(const std::vector<double>& values) {
   return average > 0 ? largest(values) / average : 0.0;
 }
 
+// The float32 values of the linear maps reading an input, converted once for measuring and scaling.
+std::vector<at::Tensor> reader_weights(const Model& model, const SmoothedInput& input) {
+  std::vector<at::Tensor> weights;
+  for (const auto& name : input.readers) weights.push_back(model.tensor(name));
+  return weights;
+}
+
 // max |W_ij| over the rows i of every reader, per input channel j.
-std::vector<double> weight_column_max(const Model& model, const SmoothedInput& input) {
+std::vector<double> weight_column_max(const std::vector<at::Tensor>& readers) {
   at::Tensor maxima;
-  for (const auto& name : input.readers) {
-    auto column_max = model.tensor(name).detach().abs().amax(0).to(at::kDouble);
+  for (const auto& weight : readers) {
+    auto column_max = weight.detach().abs().amax(0).to(at::kDouble);
     maxima = maxima.defined() ? at::maximum(maxima, column_max) : column_max;
   }
   maxima = maxima.contiguous();
@@ -99,12 +109,17 @@ std::vector<double> weight_column_max(const Model& model, const SmoothedInput& i
 }
 
 // Scales the readers' columns by `scales` and divides the norm's weight and bias by them, in new
-// tensors: loaded ones may be read-only memory maps.
-void apply_scales(Model& model, const SmoothedInput& input, const std::vector<double>& scales) {
+// float32 tensors: loaded ones may be read-only memory maps. Readers that came memory-mapped go
+// to `spill`, so the smoothed weights of a model larger than memory are not all resident.
+void apply_scales(Model& model, const SmoothedInput& input, const std::vector<at::Tensor>& readers,
+                  const std::vector<double>& scales, TensorSpill& spill) {
   const auto as_tensor = [&](const at::Tensor& like) { return at::tensor(scales, at::kDouble).to(like.scalar_type()); };
-  for (const auto& name : input.readers) {
-    const auto& weight = model.tensor(name);
-    model.tensors[name] = weight * as_tensor(weight).unsqueeze(0);
+  for (std::size_t i = 0; i < readers.size(); ++i) {
+    const auto& name = input.readers[i];
+    auto smoothed = readers[i] * as_tensor(readers[i]).unsqueeze(0);
+    const bool mapped = model.is_memory_mapped(name);
+    model.release_pages(name);
+    model.tensors[name] = mapped ? spill.park(smoothed, model) : std::move(smoothed);
   }
   if (!input.gate.empty()) {  // [Hq, hidden / Hq]: head h reads channels h * width .. (h + 1) * width
     const auto& gate = model.tensor(input.gate);
@@ -137,16 +152,17 @@ struct InputChange {
 };
 
 InputChange smooth_input(Model& model, const SmoothedInput& input, const ActivationStatistics& statistics, double alpha,
-                         bool power_of_two) {
+                         bool power_of_two, TensorSpill& spill) {
   InputChange change;
   change.activation_before = statistics.channel_abs_max();
-  change.weight_before = weight_column_max(model, input);
+  const auto readers = reader_weights(model, input);
+  change.weight_before = weight_column_max(readers);
   if (change.weight_before.size() != change.activation_before.size())
     throw std::logic_error("smooth: " + input.norm + " feeds " + std::to_string(change.weight_before.size()) +
                            " weight columns but " + std::to_string(change.activation_before.size()) +
                            " channels were observed");
   change.scales = smoothing_scales(change.activation_before, change.weight_before, alpha, power_of_two);
-  apply_scales(model, input, change.scales);
+  apply_scales(model, input, readers, change.scales, spill);
   // The smoothed activation is X_j / s_j exactly, so its range follows from the measured one.
   for (std::size_t j = 0; j < change.scales.size(); ++j) {
     change.activation_after.push_back(change.activation_before[j] / change.scales[j]);
@@ -175,13 +191,14 @@ class SmoothPass : public Pass {
     std::vector<double> all_scales;
     std::int64_t tokens = 0;
     auto layers_json = nlohmann::json::array();
+    TensorSpill spill;
     for (int layer = 0; layer < model.layer_count(); ++layer) {
       nlohmann::json entry = {{"layer", layer}};
       for (const auto& input : smoothed_inputs(model, layer)) {
         auto found = statistics[layer].find(input.site);
         if (found == statistics[layer].end() || found->second.tokens() == 0) continue;
         tokens = std::max(tokens, found->second.tokens());
-        const auto change = smooth_input(model, input, found->second, alpha, power_of_two);
+        const auto change = smooth_input(model, input, found->second, alpha, power_of_two, spill);
         all_scales.insert(all_scales.end(), change.scales.begin(), change.scales.end());
         auto& total = totals[input.site];
         total.label = input.label;
@@ -192,7 +209,10 @@ class SmoothPass : public Pass {
         entry[activation_site_name(input.site)] = change.to_json();
       }
       layers_json.push_back(entry);
+      return_freed_memory();
+      context.progress.heartbeat("smooth: layer " + std::to_string(layer + 1) + "/" + std::to_string(model.layer_count()));
     }
+    context.progress.finish();
 
     const double lowest = all_scales.empty() ? 1.0 : *std::min_element(all_scales.begin(), all_scales.end());
     const double highest = all_scales.empty() ? 1.0 : largest(all_scales);
@@ -229,8 +249,6 @@ PassInfo smooth_pass_info() {
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "tokens of the data to use", {}, 1.0, {}},
       {"power_of_two", ParamType::Bool, false, "round each scale to a power of two, so the migration is exact in float (at some cost in how much scale moves)", {}, {}, {}},
   };
-  // The smoothed weights are new float32 tensors.
-  info.whole_model_bytes = [](const ParamValues&, const Model& model) { return model.float_bytes(); };
   info.create = [](const ParamValues& params) { return std::make_unique<SmoothPass>(params); };
   return info;
 }

@@ -13,6 +13,7 @@
 #include "pipeline/data_sets.h"
 #include "pipeline/outputs.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 #include "support/process_stats.h"
 #include "support/progress.h"
 
@@ -33,15 +34,6 @@ nlohmann::json describe_model(const Model& model) {
           {"layers", layers},
           {"parameters", model.parameter_count()},
           {"bytes_on_disk", model.source.bytes_on_disk}};
-}
-
-std::string byte_size(std::int64_t bytes) {
-  char text[32];
-  if (bytes >= 1'000'000'000)
-    std::snprintf(text, sizeof text, "%.2f GB", static_cast<double>(bytes) / 1e9);
-  else
-    std::snprintf(text, sizeof text, "%.1f MB", static_cast<double>(bytes) / 1e6);
-  return text;
 }
 
 nlohmann::json params_json(const ParamValues& params) {

@@ -10,6 +10,9 @@
 
 #include "core/head_annotations.h"
 #include "core/model_loader.h"
+#include "executor/executor.h"
+#include "executor/needle_haystack.h"
+#include "formats/dataset.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "support/errors.h"
@@ -99,6 +102,70 @@ TEST(RetrievalHeads, NiahEvaluationFillsTheGrid) {
   EXPECT_EQ(niah["recall_by_length_and_depth"][0].size(), 5u);
   EXPECT_EQ(niah["tests"], 30);
   EXPECT_GT(niah["recall"].get<double>(), 0.3);
+}
+
+// The needle runner one layer at a time (converted weights dropped after every pass over a
+// layer, the tests' caches in waves of one batch) computes what it computes with the weights
+// kept; both agree with full forwards of the growing sequence without a cache.
+TEST(NeedleRunner, LayerAtATimeWavesEqualTheKeptWeightsAndFullForwards) {
+  at::set_num_threads(1);
+  auto model = load_model({shared_path("models/tinystories-retrieval")});
+  for (auto& [name, tensor] : model.tensors)  // float16 weights: the executor converts them
+    if (tensor.dim() == 2) tensor = tensor.to(at::kHalf);
+  const auto tokens = read_token_file(shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin"),
+                                      TokenFileType::U16, 512);
+  std::vector<std::int32_t> haystack;
+  for (auto id : tokens)
+    if (id != model.config.bos_id) haystack.push_back(id);
+  NeedleOptions options;
+  options.needle_ids = std::make_pair(259, 511);
+  options.context_lengths = {40, 120};
+  options.tests_per_cell = 2;
+  const auto tests = make_needle_tests(haystack, model.config.bos_id, model.config.max_positions, options, "test");
+  const Executor kept(model), released(model);
+  NeedleRunOptions one_layer_at_a_time;
+  one_layer_at_a_time.release_layers = true;
+  one_layer_at_a_time.state_budget = 1;  // every batch a wave of its own
+  std::int64_t passes = 0, last_done = 0;
+  one_layer_at_a_time.on_layer_pass = [&](std::int64_t done, std::int64_t all) {
+    EXPECT_EQ(done, last_done + 1);
+    last_done = done;
+    passes = all;
+  };
+  for (auto decoding : {NeedleDecoding::Greedy, NeedleDecoding::TeacherForced}) {
+    const auto a = run_needle_tests(kept, tests, decoding, nullptr, true);
+    last_done = 0;
+    const auto b = run_needle_tests(released, tests, decoding, nullptr, true, one_layer_at_a_time);
+    const auto c = run_needle_tests_without_cache(kept, tests, decoding, nullptr, true);
+    // Two waves (one per prompt length); greedy: the prompt and one step per needle token,
+    // teacher-forced: the prompt and one step over the whole continuation.
+    const std::int64_t continuation = options.needle_length - options.cue_length;
+    EXPECT_EQ(passes, decoding == NeedleDecoding::Greedy ? 2 * (1 + continuation) : 4);
+    EXPECT_EQ(last_done, passes);
+    EXPECT_EQ(a.recall, b.recall);
+    EXPECT_TRUE(at::equal(a.copies, b.copies));
+    EXPECT_EQ(a.recall, c.recall);
+    EXPECT_TRUE(at::equal(a.copies, c.copies)) << (a.copies - c.copies).abs().sum().item<std::int64_t>();
+    EXPECT_GT(a.copies.sum().item<std::int64_t>(), 0);
+  }
+}
+
+TEST(NeedleRunner, SamplingAHaystackFromAModelAboveTheMemoryLimitIsRefused) {
+  Progress quiet(false);
+  RunOptions tight;
+  tight.memory_limit = 1 << 20;  // the fixture's float32 weights: several MB
+  const auto recipe = parse_recipe("model: " + shared_path("models/tinystories-retrieval").string() +
+                                       "\npasses:\n  - retrieval-heads: {lengths: \"40\"}\n",
+                                   "r.yaml");
+  try {
+    run_recipe(recipe, tight, quiet);
+    FAIL() << "expected sampling to be refused";
+  } catch (const InputError& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("r.yaml:3:5: sampling a haystack from the model holds its float32 weights"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("name a data entry"), std::string::npos) << message;
+  }
 }
 
 TEST(HeadProtection, ProtectedHeadsCannotBeRemoved) {
