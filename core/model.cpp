@@ -97,8 +97,9 @@ const MappedFile* Model::mapping_of(const std::string& name, std::span<const std
   if (found == tensors.end()) return nullptr;
   bytes = {static_cast<const std::byte*>(found->second.data_ptr()),
            static_cast<std::size_t>(found->second.numel() * found->second.element_size())};
-  for (const auto& mapping : mapped_files)
-    if (mapping->contains(bytes.data(), bytes.size())) return mapping.get();
+  // The tensor owns its mapping, so a mapping holding its bytes is alive while it is.
+  for (const auto& entry : mapped_files)
+    if (const auto mapping = entry.lock(); mapping && mapping->contains(bytes.data(), bytes.size())) return mapping.get();
   return nullptr;
 }
 

@@ -105,8 +105,9 @@ class Model {
   ModelQuantization quantization;
   ModelSource source;
   // The file mappings whose bytes stored tensors wrap: checkpoint shards, and temporary files
-  // holding tensors a pass made (see tensor_spill.h).
-  std::vector<std::shared_ptr<const MappedFile>> mapped_files;
+  // holding tensors a pass made (see tensor_spill.h). The tensors own their mappings, so a
+  // temporary file whose tensors have all been replaced goes away (and frees its disk space).
+  std::vector<std::weak_ptr<const MappedFile>> mapped_files;
 
   std::int64_t layer_count() const { return static_cast<std::int64_t>(layers.size()); }
   bool has(const std::string& name) const { return tensors.count(name) != 0; }

@@ -18,6 +18,7 @@ at::Tensor TensorSpill::park(const at::Tensor& tensor, Model& model) {
   file_.write_at(values.data_ptr(), bytes, offset);
   end_ = offset + bytes;
   auto mapping = MappedFile::map_region(file_.descriptor(), offset, bytes, file_.label());
+  std::erase_if(model.mapped_files, [](const auto& entry) { return entry.expired(); });
   model.mapped_files.push_back(mapping);
   auto* data = const_cast<std::byte*>(mapping->bytes().data());
   return at::from_blob(data, values.sizes(), [mapping](void*) mutable { mapping.reset(); }, values.options());
