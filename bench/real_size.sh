@@ -8,8 +8,10 @@
 #   (d) the same forward in python3-torch (bench/torch_reference.py);
 # on the first 512 tokens of the TinyStories token file, windows of 128, batch 4, THREADS threads;
 #   (e) runs the int8 ONNX output in onnxruntime-node (tests/node/run_onnx.js) on 2 x 64 ids and
-#       compares it with the float checkpoint in python3-torch and with lathe's loss of its int8
-#       safetensors output on the same windows (bench/real_size.py onnx-check).
+#       compares it with the float checkpoint in python3-torch, with lathe's loss of its int8
+#       safetensors output on the same windows, and position by position with the logits lathe's
+#       executor computes for that output (bench/executor_logits) within the test suite's int8
+#       bounds (bench/real_size.py onnx-check).
 # Then prints a table and the goals (met / MISSED): inspect < 1 s and < 200 MB; W8A8 of the 1.1B
 # (tinyllama) < 180 s and < 2 GB; W8A8 of the 8B (llama3-8b) completes in < 5 GB; forward
 # tokens/s lathe / python3-torch >= 1.0. MB and GB are decimal.
@@ -37,11 +39,12 @@ dtype=${DTYPE:-float16}
 onnx_check=${ONNX_CHECK:-auto}
 python=/usr/bin/python3
 lathe=${LATHE:-$repo_root/build/lathe}
+executor_logits=$(dirname "$lathe")/bench/executor_logits
 tokens=$repo_root/../shared/data/tinystories-valid/tinystories_valid_head.tok512.u16.bin
 seq_len=128 batch=4 max_tokens=512  # (b)-(d)
 onnx_batch=2 onnx_seq=64            # (e)
 
-[[ -x $lathe ]] || { echo "build first: scripts/build.sh" >&2; exit 2; }
+[[ -x $lathe && -x $executor_logits ]] || { echo "build first: scripts/build.sh" >&2; exit 2; }
 [[ -f $tokens ]] || { echo "missing $tokens" >&2; exit 2; }
 [[ -x /usr/bin/time ]] || { echo "needs GNU time at /usr/bin/time (Debian package time)" >&2; exit 2; }
 tokens=$(realpath "$tokens")
@@ -205,11 +208,13 @@ EOF
       skip onnx "ONNX files $((onnx_bytes / 1000000)) MB, twice that is more than the available $((available_bytes / 1000000)) MB (ONNX_CHECK=always runs it)"
     else
       "$python" bench/real_size.py ids "$tokens" "$onnx_batch" "$onnx_seq" "$dir/ids.bin"
+      timed executor-logits "$executor_logits" "$dir/out/model" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
+        "$dir/lathe_logits.bin" --threads "$threads" && int8_args+=(--executor-logits "$dir/lathe_logits.bin")
       if timed onnx node tests/node/run_onnx.js "$dir/out/model.onnx" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
            "$dir/onnx_logits.bin" --threads "$threads"; then
         "$python" bench/real_size.py onnx-check "$dir/onnx_logits.bin" "$model" "$tokens" "$onnx_batch" "$onnx_seq" \
-          --threads "$threads" --w8a8-report "$out/w8a8.json" "${int8_args[@]}" >"$out/onnx-check.txt" 2>&1 ||
-          failures=$((failures + 1))
+          --threads "$threads" --w8a8-report "$out/w8a8.json" "${int8_args[@]}" --result "$out/onnx-logits.json" \
+          >"$out/onnx-check.txt" 2>&1 || failures=$((failures + 1))
         indent "$out/onnx-check.txt"
       fi
     fi
