@@ -1,8 +1,11 @@
 // Writes the logits lathe's executor computes for a checkpoint (any dtype lathe reads, also its
 // own int8 safetensors output), one decoder layer at a time, so that a benchmark can compare
 // them position by position with another runtime's (bench/real_size.sh, ONNX Runtime).
-// Usage: executor_logits MODEL_DIR IDS.bin BATCH SEQ OUT.bin [--threads N]
+// Usage: executor_logits MODEL_DIR IDS.bin BATCH SEQ OUT.bin [--threads N] [--double]
 //   IDS.bin: BATCH x SEQ little-endian int64 ids; OUT.bin: BATCH x SEQ x vocab float32.
+//   --double: the whole model in float64 (int8 weights dequantized in float64), as the test
+//   suite's references evaluate: what an int8 graph computes without float32 rounding, which
+//   can put an activation on the other side of a quantizer's rounding boundary.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -18,13 +21,23 @@
 #include "support/allocator.h"
 
 int main(int argc, char** argv) {
-  if (argc != 6 && !(argc == 8 && std::string(argv[6]) == "--threads")) {
-    std::fprintf(stderr, "usage: executor_logits MODEL_DIR IDS.bin BATCH SEQ OUT.bin [--threads N]\n");
+  int threads = 1;
+  bool in_double = false;
+  for (int i = 6; i < argc; ++i) {
+    if (std::string(argv[i]) == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else if (std::string(argv[i]) == "--double")
+      in_double = true;
+    else
+      argc = 0;
+  }
+  if (argc < 6) {
+    std::fprintf(stderr, "usage: executor_logits MODEL_DIR IDS.bin BATCH SEQ OUT.bin [--threads N] [--double]\n");
     return 2;
   }
   try {
     lathe::keep_freed_memory_for_reuse();
-    at::set_num_threads(argc == 8 ? std::atoi(argv[7]) : 1);
+    at::set_num_threads(threads);
     const auto batch = std::atoll(argv[3]), length = std::atoll(argv[4]);
     auto ids = at::empty({batch, length}, at::kLong);
     std::ifstream in(argv[2], std::ios::binary);
@@ -33,12 +46,21 @@ int main(int argc, char** argv) {
                    static_cast<long long>(batch), static_cast<long long>(length));
       return 2;
     }
-    const auto model = lathe::load_model(lathe::ModelLocation{argv[1]});
+    auto model = lathe::load_model(lathe::ModelLocation{argv[1]});
     at::NoGradGuard no_grad;
+    if (in_double) {
+      for (auto& [name, tensor] : model.tensors) {
+        const auto scales = model.quantization.weight_scales.find(name);
+        tensor = scales == model.quantization.weight_scales.end()
+                     ? tensor.to(at::kDouble)
+                     : tensor.to(at::kDouble) * scales->second.to(at::kDouble).unsqueeze(1);
+      }
+      model.quantization.weight_scales.clear();
+    }
     const lathe::Executor executor(model);
     std::ofstream out(argv[5], std::ios::binary);
     lathe::streamed_forward({{&executor, nullptr}}, {ids}, [&](std::size_t, const std::vector<at::Tensor>& logits) {
-      const auto values = logits[0].contiguous();
+      const auto values = logits[0].to(at::kFloat).contiguous();
       out.write(static_cast<const char*>(values.data_ptr()), static_cast<std::streamsize>(values.nbytes()));
     });
     if (!out.flush()) {

@@ -10,11 +10,18 @@
 #   (e) runs the int8 ONNX output in onnxruntime-node (tests/node/run_onnx.js) on 2 x 64 ids and
 #       compares it with the float checkpoint in python3-torch, with lathe's loss of its int8
 #       safetensors output on the same windows, and position by position with the logits lathe's
-#       executor computes for that output (bench/executor_logits) within the test suite's int8
-#       bounds (bench/real_size.py onnx-check).
+#       executor computes for that output (bench/executor_logits); then the test suite's
+#       exactness checks at real size: lathe's executor in float64 against the exact evaluation of
+#       the graph (tests/python/onnx_exact.py), and ONNX Runtime step by step against the graph
+#       (onnx_exact.py --check-runtime) (bench/real_size.py onnx-check).
 # Then prints a table and the goals (met / MISSED): inspect < 1 s and < 200 MB; W8A8 of the 1.1B
 # (tinyllama) < 180 s and < 2 GB; W8A8 of the 8B (llama3-8b) completes in < 5 GB; forward
-# tokens/s lathe / python3-torch >= 1.0. MB and GB are decimal.
+# tokens/s lathe / python3-torch >= 1.0; for the int8 ONNX: lathe's executor in float64 equals the
+# exact evaluation of the graph (1e-5 x the largest |logit|), ONNX Runtime follows the graph at
+# every quantized step (1e-4 relative), and the suite's end-to-end bound between ONNX Runtime's
+# and lathe's float32 logits (median position 1e-4, at most 25 % of positions beyond 1e-3, x the
+# largest |logit|), printed next to lathe float32 vs the exact graph, which shows what two correct
+# evaluations of the same int8 graph differ by. MB and GB are decimal.
 #
 # Usage: bench/real_size.sh [THREADS] [SHAPES...]
 #   THREADS default 2; SHAPES default "tinyllama llama3-8b", any of tiny tinyllama llama2-7b llama3-8b
@@ -210,6 +217,21 @@ EOF
       "$python" bench/real_size.py ids "$tokens" "$onnx_batch" "$onnx_seq" "$dir/ids.bin"
       timed executor-logits "$executor_logits" "$dir/out/model" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
         "$dir/lathe_logits.bin" --threads "$threads" && int8_args+=(--executor-logits "$dir/lathe_logits.bin")
+      # The test suite's exactness checks (tests/core/onnx_runtime.cpp), at real size: the exact
+      # evaluation of the graph (tests/python/onnx_exact.py, float64 and int64) against lathe's
+      # executor in float64 (its float64 copy must fit: 8 bytes a parameter), and ONNX Runtime one
+      # quantized step at a time against the graph given its own inputs.
+      timed exact "$python" tests/python/onnx_exact.py "$dir/out/model.onnx" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
+        "$dir/exact_logits.bin" && int8_args+=(--exact-logits "$dir/exact_logits.bin")
+      if ((onnx_bytes * 8 < available_bytes * 6 / 10)); then
+        timed executor-double "$executor_logits" "$dir/out/model" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
+          "$dir/lathe_double_logits.bin" --threads "$threads" --double &&
+          int8_args+=(--executor-double-logits "$dir/lathe_double_logits.bin")
+      else
+        skip executor-double "its float64 copy ($((onnx_bytes * 8 / 1000000)) MB) does not fit in 60 % of the available memory"
+      fi
+      timed onnx-steps "$python" tests/python/onnx_exact.py --check-runtime "$dir/out/model.onnx" "$dir/ids.bin" \
+        "$onnx_batch" "$onnx_seq" "$out/runtime-steps.json" && int8_args+=(--runtime-steps "$out/runtime-steps.json")
       if timed onnx node tests/node/run_onnx.js "$dir/out/model.onnx" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
            "$dir/onnx_logits.bin" --threads "$threads"; then
         "$python" bench/real_size.py onnx-check "$dir/onnx_logits.bin" "$model" "$tokens" "$onnx_batch" "$onnx_seq" \

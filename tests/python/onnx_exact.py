@@ -258,7 +258,10 @@ def check_runtime(model_path, input_path, batch, sequence, report_path, optimiza
     runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "node", "run_onnx.js")
     with tempfile.TemporaryDirectory() as folder:
         traced_path = os.path.join(folder, "traced.onnx")
-        onnx.save(traced, traced_path)
+        if traced.ByteSize() > 1 << 30:  # a protobuf holds at most 2 GB: large weights go beside it
+            onnx.save(traced, traced_path, save_as_external_data=True, location="traced.onnx.data")
+        else:
+            onnx.save(traced, traced_path)
         subprocess.run(["node", runner, traced_path, input_path, str(batch), str(sequence),
                         os.path.join(folder, "logits.bin"), "--threads", "1", "--optimization", optimization,
                         "--all-outputs", folder], check=True)
