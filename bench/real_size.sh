@@ -221,8 +221,17 @@ EOF
       # evaluation of the graph (tests/python/onnx_exact.py, float64 and int64) against lathe's
       # executor in float64 (its float64 copy must fit: 8 bytes a parameter), and ONNX Runtime one
       # quantized step at a time against the graph given its own inputs.
-      timed exact "$python" tests/python/onnx_exact.py "$dir/out/model.onnx" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
-        "$dir/exact_logits.bin" && int8_args+=(--exact-logits "$dir/exact_logits.bin")
+      # onnx_exact.py keeps every value of the graph in float64: measured 13.5 GB for the 1.1B's
+      # 1.5 GB of ONNX, so it runs when ten times the ONNX files fit in the available memory.
+      if ((onnx_bytes * 10 < available_bytes)); then
+        timed exact "$python" tests/python/onnx_exact.py "$dir/out/model.onnx" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
+          "$dir/exact_logits.bin" && int8_args+=(--exact-logits "$dir/exact_logits.bin")
+        timed onnx-steps "$python" tests/python/onnx_exact.py --check-runtime "$dir/out/model.onnx" "$dir/ids.bin" \
+          "$onnx_batch" "$onnx_seq" "$out/runtime-steps.json" && int8_args+=(--runtime-steps "$out/runtime-steps.json")
+      else
+        skip exact "tests/python/onnx_exact.py needs about ten times the ONNX files ($((onnx_bytes * 10 / 1000000)) MB), more than the available $((available_bytes / 1000000)) MB"
+        skip onnx-steps "as exact"
+      fi
       if ((onnx_bytes * 8 < available_bytes * 6 / 10)); then
         timed executor-double "$executor_logits" "$dir/out/model" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
           "$dir/lathe_double_logits.bin" --threads "$threads" --double &&
@@ -230,8 +239,6 @@ EOF
       else
         skip executor-double "its float64 copy ($((onnx_bytes * 8 / 1000000)) MB) does not fit in 60 % of the available memory"
       fi
-      timed onnx-steps "$python" tests/python/onnx_exact.py --check-runtime "$dir/out/model.onnx" "$dir/ids.bin" \
-        "$onnx_batch" "$onnx_seq" "$out/runtime-steps.json" && int8_args+=(--runtime-steps "$out/runtime-steps.json")
       if timed onnx node tests/node/run_onnx.js "$dir/out/model.onnx" "$dir/ids.bin" "$onnx_batch" "$onnx_seq" \
            "$dir/onnx_logits.bin" --threads "$threads"; then
         "$python" bench/real_size.py onnx-check "$dir/onnx_logits.bin" "$model" "$tokens" "$onnx_batch" "$onnx_seq" \

@@ -135,12 +135,11 @@ void run_wave(const Executor& executor, const std::vector<TestBatch>& wave, Need
   const auto prompt_length = [&](std::size_t b) { return wave[b].prompt.size(1) - 1; };
   {
     std::vector<at::Tensor> hidden(wave.size());
-    std::vector<ForwardHooks> batch_hooks(wave.size(), gates);
     for (std::size_t b = 0; b < wave.size(); ++b)
       hidden[b] = prompt_length(b) > 0 ? executor.embed(wave[b].prompt.narrow(1, 0, prompt_length(b))) : at::Tensor();
     for (int layer = 0; layer < layers; ++layer) {
       for (std::size_t b = 0; b < wave.size(); ++b)
-        if (hidden[b].defined()) hidden[b] = executor.decoder_layer(layer, hidden[b], 0, &batch_hooks[b], &caches[b]);
+        if (hidden[b].defined()) hidden[b] = executor.decoder_layer(layer, hidden[b], 0, &gates, &caches[b]);
       if (options.release_layers) executor.release_layer(layer);
     }
     pass_done();
@@ -165,7 +164,8 @@ void run_wave(const Executor& executor, const std::vector<TestBatch>& wave, Need
     std::vector<ForwardHooks> batch_hooks(wave.size(), gates);
     for (std::size_t b = 0; b < wave.size(); ++b) {
       if (step >= wave[b].continuation()) continue;
-      hidden[b] = executor.embed(input[b], caches[b].length = prompt_length(b) + step);
+      caches[b].length = prompt_length(b) + step;  // positions already cached
+      hidden[b] = executor.embed(input[b], caches[b].length);
       if (score_heads)
         batch_hooks[b].on_attention = [&argmax, b](int layer, const at::Tensor& probabilities) {
           argmax[b][layer] = probabilities.argmax(-1);  // [B, Hq, T]
