@@ -1,9 +1,12 @@
 #include "core/quantization.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 namespace lathe {
 
@@ -37,15 +40,36 @@ bool parse_target_cpu(const std::string& name, TargetCpu& target) {
 
 std::int64_t weight_limit_for(TargetCpu target) { return target == TargetCpu::Vnni ? 127 : 63; }
 
-at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales, std::int64_t limit) {
-  // In place after the division: each full-size temporary of a large weight is fresh memory.
-  return (weight / scales.unsqueeze(1)).round_().clamp_(-limit, limit).to(at::kChar);
+QuantizedWeight quantize_weight(const WeightRowReader& read_rows, std::int64_t rows, std::int64_t columns,
+                                std::int64_t limit, const at::Tensor& scales) {
+  QuantizedWeight result;
+  result.values = at::empty({rows, columns}, at::kChar);
+  result.scales = scales.defined() ? scales.to(at::kFloat).contiguous() : at::empty({rows}, at::kFloat);
+  constexpr std::int64_t kBlockBytes = 256 << 10;
+  const auto block = std::max<std::int64_t>(1, kBlockBytes / (4 * std::max<std::int64_t>(1, columns)));
+  const auto blocks = (rows + block - 1) / block;
+  std::vector<double> errors(static_cast<std::size_t>(blocks), 0.0);
+  // One level of parallelism: the blocks; the operations on a block run on its thread.
+  at::parallel_for(0, blocks, 1, [&](std::int64_t first_block, std::int64_t last_block) {
+    auto w = at::empty({block, columns}, at::kFloat);
+    for (auto b = first_block; b < last_block; ++b) {
+      const auto first = b * block, count = std::min(block, rows - first);
+      auto weight = w.narrow(0, 0, count);
+      read_rows(first, weight);
+      auto scale = result.scales.narrow(0, first, count);
+      if (!scales.defined()) scale.copy_(weight.abs().amax(1).clamp_min(1e-12) / static_cast<double>(limit));
+      auto q = (weight / scale.unsqueeze(1)).round_().clamp_(-limit, limit);
+      result.values.narrow(0, first, count).copy_(q);
+      errors[static_cast<std::size_t>(b)] = q.mul_(scale.unsqueeze(1)).sub_(weight).abs_().max().item<double>();
+    }
+  });
+  for (double error : errors) result.max_error = std::max(result.max_error, error);
+  return result;
 }
 
-at::Tensor weight_scales(const at::Tensor& weight, bool mse, std::int64_t limit) {
+at::Tensor mse_weight_scales(const at::Tensor& weight, std::int64_t limit) {
   const double levels = static_cast<double>(limit);
   auto max_abs = weight.abs().amax(1).clamp_min(1e-12);
-  if (!mse) return (max_abs / levels).contiguous();
   // Per row, the clip ratio (0.5 .. 1) with the least squared error.
   auto best_scales = max_abs / levels;
   auto best_error = at::full_like(max_abs, std::numeric_limits<float>::infinity());

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -47,11 +48,21 @@ struct ModelQuantization {
 
 const char* quantization_mode_name(ModelQuantization::Mode mode);
 
-// The int8 values of a weight [out, in] under per-output-channel scales [out], in [-limit, limit].
-at::Tensor quantize_weight(const at::Tensor& weight, const at::Tensor& scales, std::int64_t limit);
-// Per-output-channel symmetric scales: max|w| / limit (minmax) or the clip minimizing the
-// squared error (mse).
-at::Tensor weight_scales(const at::Tensor& weight, bool mse, std::int64_t limit);
+// Per-output-channel symmetric int8 weights.
+struct QuantizedWeight {
+  at::Tensor values;      // int8 [out, in], in [-limit, limit]
+  at::Tensor scales;      // float32 [out]
+  double max_error = 0;   // largest |value x scale - w|
+};
+// Writes rows first .. first + out.size(0) of a weight, as float32, into `out`.
+using WeightRowReader = std::function<void(std::int64_t first, const at::Tensor& out)>;
+// Quantizes a weight [rows, columns] a block of rows at a time (a few hundred KB, so each block
+// is read once from memory and every step after runs in cache; blocks in parallel): scales
+// max|w| / limit, or `scales` when given, values round(w / scale) clamped to [-limit, limit].
+QuantizedWeight quantize_weight(const WeightRowReader& read_rows, std::int64_t rows, std::int64_t columns,
+                                std::int64_t limit, const at::Tensor& scales = {});
+// Per-output-channel scales with the clip (0.5 .. 1 of max|w|) minimizing the squared error.
+at::Tensor mse_weight_scales(const at::Tensor& weight, std::int64_t limit);
 
 // ONNX QuantizeLinear then DequantizeLinear to int8 (round half to even, saturate).
 at::Tensor fake_quantize(const at::Tensor& x, const ActivationQuantization& parameters);

@@ -146,15 +146,16 @@ class QuantizePass : public Pass {
     TensorSpill spill;
     for (std::size_t i = 0; i < quantized.size(); ++i) {
       const auto& name = quantized[i].weight;
-      const auto weight = model.tensor(name);
-      auto scales = weight_scales(weight, mse, quantization.weight_limit);
-      auto values = quantize_weight(weight, scales, quantization.weight_limit);
-      worst_weight_error = std::max(
-          worst_weight_error, values.to(at::kFloat).mul_(scales.unsqueeze(1)).sub_(weight).abs_().max().item<double>());
+      const auto& stored = model.stored(name);
+      model.populate_pages(name);
+      auto weight = quantize_weight([&](std::int64_t first, const at::Tensor& out) { model.rows_into(name, first, out); },
+                                    stored.size(0), stored.size(1), quantization.weight_limit,
+                                    mse ? mse_weight_scales(model.tensor(name), quantization.weight_limit) : at::Tensor());
+      worst_weight_error = std::max(worst_weight_error, weight.max_error);
       const bool mapped = model.is_memory_mapped(name);
       model.release_pages(name);
-      model.tensors[name] = mapped ? spill.park(values, model) : values.contiguous();
-      quantization.weight_scales[name] = scales;
+      model.tensors[name] = mapped ? spill.park(weight.values, model) : weight.values;
+      quantization.weight_scales[name] = weight.scales;
       return_freed_memory();
       context.progress.heartbeat("quantize: weight " + std::to_string(i + 1) + "/" + std::to_string(quantized.size()));
     }

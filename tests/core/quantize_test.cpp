@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "core/model_loader.h"
+#include "core/quantization.h"
 #include "executor/executor.h"
 #include "formats/onnx_writer.h"
 #include "formats/safetensors.h"
@@ -84,6 +85,36 @@ class Quantize : public ::testing::Test {
   const std::string makemore_data_ = "{text: " + shared_path("data/makemore-names/names.txt").string() +
                                      ", split: lines, eos: true, pack: false, max_tokens: 4096}";
 };
+
+// The weight quantizer works a block of rows at a time, in parallel, reading rows from the
+// stored dtype; it must give what the per-tensor formula gives: scales max|w| / limit (or the
+// given ones), values round-half-even(w / scale) saturated, and the largest error.
+TEST(WeightQuantizer, BlocksOfRowsGiveTheWholeTensorFormula) {
+  at::set_num_threads(2);
+  const std::int64_t rows = 1001, columns = 700;  // blocks of 93 rows, the last one short
+  auto weight = (at::randn({rows, columns}, at::TensorOptions().dtype(at::kFloat)) *
+                 at::linspace(1e-3, 10.0, rows).unsqueeze(1)).to(at::kHalf);
+  weight[7].zero_();  // a dead row: scale 1e-12 / limit, values 0
+  const auto values = weight.to(at::kFloat);
+  const auto read = [&](std::int64_t first, const at::Tensor& out) { out.copy_(weight.narrow(0, first, out.size(0))); };
+  for (std::int64_t limit : {63, 127}) {
+    const auto scales = values.abs().amax(1).clamp_min(1e-12) / static_cast<double>(limit);
+    const auto expected = (values / scales.unsqueeze(1)).round().clamp(-limit, limit).to(at::kChar);
+    const auto error = (expected.to(at::kFloat) * scales.unsqueeze(1) - values).abs().max().item<double>();
+    const auto blocked = quantize_weight(read, rows, columns, limit);
+    EXPECT_TRUE(at::equal(blocked.scales, scales)) << limit;
+    EXPECT_TRUE(at::equal(blocked.values, expected)) << limit;
+    EXPECT_EQ(blocked.max_error, error) << limit;
+    EXPECT_EQ(blocked.values.abs().max().item<std::int64_t>(), limit);
+    // Given scales (the mse clip): values saturate where the clip is below max|w|.
+    const auto clipped = scales * 0.7;
+    const auto expected_clipped = (values / clipped.unsqueeze(1)).round().clamp(-limit, limit).to(at::kChar);
+    const auto with_scales = quantize_weight(read, rows, columns, limit, clipped);
+    EXPECT_TRUE(at::equal(with_scales.scales, clipped)) << limit;
+    EXPECT_TRUE(at::equal(with_scales.values, expected_clipped)) << limit;
+  }
+  at::set_num_threads(1);
+}
 
 TEST_F(Quantize, StaticQdqMatchesExecutorOnStories260K) {
   expect_onnx_matches_executor(stories_, stories_data_, "mode: w8a8", 64, "all", true);
