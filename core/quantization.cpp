@@ -1,7 +1,6 @@
 #include "core/quantization.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -45,25 +44,22 @@ QuantizedWeight quantize_weight(const WeightRowReader& read_rows, std::int64_t r
   QuantizedWeight result;
   result.values = at::empty({rows, columns}, at::kChar);
   result.scales = scales.defined() ? scales.to(at::kFloat).contiguous() : at::empty({rows}, at::kFloat);
-  constexpr std::int64_t kBlockBytes = 256 << 10;
+  // Blocks of 2 MB: each operation on a block still runs on every thread at full speed; smaller
+  // blocks spend their time waking threads (measured on a 5632 x 2048 float16 weight, passive
+  // wait policy: 256 KB blocks 100 ms, 2 MB 17 ms, the whole tensor at once 63 ms).
+  constexpr std::int64_t kBlockBytes = 2 << 20;
   const auto block = std::max<std::int64_t>(1, kBlockBytes / (4 * std::max<std::int64_t>(1, columns)));
-  const auto blocks = (rows + block - 1) / block;
-  std::vector<double> errors(static_cast<std::size_t>(blocks), 0.0);
-  // One level of parallelism: the blocks; the operations on a block run on its thread.
-  at::parallel_for(0, blocks, 1, [&](std::int64_t first_block, std::int64_t last_block) {
-    auto w = at::empty({block, columns}, at::kFloat);
-    for (auto b = first_block; b < last_block; ++b) {
-      const auto first = b * block, count = std::min(block, rows - first);
-      auto weight = w.narrow(0, 0, count);
-      read_rows(first, weight);
-      auto scale = result.scales.narrow(0, first, count);
-      if (!scales.defined()) scale.copy_(weight.abs().amax(1).clamp_min(1e-12) / static_cast<double>(limit));
-      auto q = (weight / scale.unsqueeze(1)).round_().clamp_(-limit, limit);
-      result.values.narrow(0, first, count).copy_(q);
-      errors[static_cast<std::size_t>(b)] = q.mul_(scale.unsqueeze(1)).sub_(weight).abs_().max().item<double>();
-    }
-  });
-  for (double error : errors) result.max_error = std::max(result.max_error, error);
+  auto buffer = at::empty({std::min(block, rows), columns}, at::kFloat);
+  for (std::int64_t first = 0; first < rows; first += block) {
+    const auto count = std::min(block, rows - first);
+    auto weight = buffer.narrow(0, 0, count);
+    read_rows(first, weight);
+    auto scale = result.scales.narrow(0, first, count);
+    if (!scales.defined()) scale.copy_(weight.abs().amax(1).clamp_min(1e-12) / static_cast<double>(limit));
+    auto q = (weight / scale.unsqueeze(1)).round_().clamp_(-limit, limit);
+    result.values.narrow(0, first, count).copy_(q);
+    result.max_error = std::max(result.max_error, q.mul_(scale.unsqueeze(1)).sub_(weight).abs_().max().item<double>());
+  }
   return result;
 }
 

@@ -56,9 +56,9 @@ struct QuantizedWeight {
 };
 // Writes rows first .. first + out.size(0) of a weight, as float32, into `out`.
 using WeightRowReader = std::function<void(std::int64_t first, const at::Tensor& out)>;
-// Quantizes a weight [rows, columns] a block of rows at a time (a few hundred KB, so each block
-// is read once from memory and every step after runs in cache; blocks in parallel): scales
-// max|w| / limit, or `scales` when given, values round(w / scale) clamped to [-limit, limit].
+// Quantizes a weight [rows, columns] a block of rows at a time (2 MB, read once from the stored
+// dtype; the steps after run in cache): scales max|w| / limit, or `scales` when given, values
+// round(w / scale) clamped to [-limit, limit].
 QuantizedWeight quantize_weight(const WeightRowReader& read_rows, std::int64_t rows, std::int64_t columns,
                                 std::int64_t limit, const at::Tensor& scales = {});
 // Per-output-channel scales with the clip (0.5 .. 1 of max|w|) minimizing the squared error.

@@ -86,12 +86,12 @@ class Quantize : public ::testing::Test {
                                      ", split: lines, eos: true, pack: false, max_tokens: 4096}";
 };
 
-// The weight quantizer works a block of rows at a time, in parallel, reading rows from the
-// stored dtype; it must give what the per-tensor formula gives: scales max|w| / limit (or the
-// given ones), values round-half-even(w / scale) saturated, and the largest error.
+// The weight quantizer works a block of rows at a time, reading rows from the stored dtype; it
+// must give what the per-tensor formula gives: scales max|w| / limit (or the given ones), values
+// round-half-even(w / scale) saturated, and the largest error.
 TEST(WeightQuantizer, BlocksOfRowsGiveTheWholeTensorFormula) {
   at::set_num_threads(2);
-  const std::int64_t rows = 1001, columns = 700;  // blocks of 93 rows, the last one short
+  const std::int64_t rows = 1001, columns = 700;  // blocks of 748 rows, the last one short
   auto weight = (at::randn({rows, columns}, at::TensorOptions().dtype(at::kFloat)) *
                  at::linspace(1e-3, 10.0, rows).unsqueeze(1)).to(at::kHalf);
   weight[7].zero_();  // a dead row: scale 1e-12 / limit, values 0
