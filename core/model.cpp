@@ -108,11 +108,6 @@ void Model::populate_pages(const std::string& name) const {
   if (const auto* mapping = mapping_of(name, bytes)) mapping->populate(bytes.data(), bytes.size());
 }
 
-void Model::prefetch_pages(const std::string& name) const {
-  std::span<const std::byte> bytes;
-  if (const auto* mapping = mapping_of(name, bytes)) mapping->prefetch(bytes.data(), bytes.size());
-}
-
 bool Model::is_memory_mapped(const std::string& name) const {
   std::span<const std::byte> bytes;
   return mapping_of(name, bytes) != nullptr;

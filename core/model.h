@@ -139,9 +139,6 @@ class Model {
   void release_pages(const std::string& name) const;
   // Maps a memory-mapped tensor's pages in at once before it is read (see MappedFile::populate).
   void populate_pages(const std::string& name) const;
-  // Starts reading a memory-mapped tensor's pages from disk without waiting (see
-  // MappedFile::prefetch): the next layer's, while this one computes.
-  void prefetch_pages(const std::string& name) const;
   // Whether a stored tensor's bytes are in one of mapped_files.
   bool is_memory_mapped(const std::string& name) const;
 

@@ -115,23 +115,11 @@ at::Tensor Executor::optional_weight(const std::string& name) const {
   return model_.has(name) ? weight(name) : at::Tensor();
 }
 
-namespace {
-
-std::vector<std::string> stage_tensor_names(const Model& model, int layer) {
-  return layer < 0 ? std::vector<std::string>{"embed.weight", "pos_embed.weight", "final_norm.weight", "final_norm.bias",
-                                              "lm_head.weight"}
-                   : model.layer_tensor_names(layer);
-}
-
-}  // namespace
-
-void Executor::prefetch_layer(int layer) const {
-  if (layer >= model_.layer_count()) return;
-  for (const auto& name : stage_tensor_names(model_, layer)) model_.prefetch_pages(name);
-}
-
 void Executor::release_layer(int layer) const {
-  for (const auto& name : stage_tensor_names(model_, layer)) {
+  const auto names = layer < 0 ? std::vector<std::string>{"embed.weight", "pos_embed.weight", "final_norm.weight",
+                                                           "final_norm.bias", "lm_head.weight"}
+                               : model_.layer_tensor_names(layer);
+  for (const auto& name : names) {
     converted_.erase(name);
     model_.release_pages(name);
   }

@@ -73,9 +73,6 @@ class Executor {
   // Drops the converted tensors of one decoder layer (or of the embeddings and head, layer
   // -1) and gives their memory-mapped pages back to the kernel.
   void release_layer(int layer) const;
-  // Starts reading a layer's memory-mapped weights (layer -1: the embeddings and head) from disk
-  // so that they are in the page cache when the layer runs; returns at once.
-  void prefetch_layer(int layer) const;
 
   // Greedy decoding with a KV cache: `steps` new ids after `prompt`.
   std::vector<std::int64_t> greedy_decode(const std::vector<std::int64_t>& prompt, std::int64_t steps) const;

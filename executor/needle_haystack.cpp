@@ -138,7 +138,6 @@ void run_wave(const Executor& executor, const std::vector<TestBatch>& wave, Need
     for (std::size_t b = 0; b < wave.size(); ++b)
       hidden[b] = prompt_length(b) > 0 ? executor.embed(wave[b].prompt.narrow(1, 0, prompt_length(b))) : at::Tensor();
     for (int layer = 0; layer < layers; ++layer) {
-      if (options.release_layers) executor.prefetch_layer(layer + 1);
       for (std::size_t b = 0; b < wave.size(); ++b)
         if (hidden[b].defined()) hidden[b] = executor.decoder_layer(layer, hidden[b], 0, &gates, &caches[b]);
       if (options.release_layers) executor.release_layer(layer);
@@ -173,7 +172,6 @@ void run_wave(const Executor& executor, const std::vector<TestBatch>& wave, Need
         };
     }
     for (int layer = 0; layer < layers; ++layer) {
-      if (options.release_layers) executor.prefetch_layer(layer + 1);
       for (std::size_t b = 0; b < wave.size(); ++b)
         if (hidden[b].defined())
           hidden[b] = executor.decoder_layer(layer, hidden[b], caches[b].length, &batch_hooks[b], &caches[b]);

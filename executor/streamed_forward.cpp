@@ -65,8 +65,6 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
     for (std::size_t m = 0; m < models.size(); ++m) {
       const auto& executor = *models[m].executor;
       if (layer >= executor.model().layer_count()) continue;
-      // The disk reads the next stage's weights while this layer computes.
-      executor.prefetch_layer(layer + 1 < executor.model().layer_count() ? layer + 1 : -1);
       for (std::size_t b = 0; b < inputs.size(); ++b)
         states[m]->put(b, executor.decoder_layer(layer, states[m]->get(b), 0, hooks_of(models[m], b)));
       executor.release_layer(layer);
@@ -94,7 +92,6 @@ std::vector<at::Tensor> run_layers(const Executor& executor, std::vector<at::Ten
                                    const std::vector<ForwardHooks>* hooks) {
   at::NoGradGuard no_grad;
   for (int layer = first; layer < last; ++layer) {
-    executor.prefetch_layer(layer + 1);
     for (std::size_t b = 0; b < hidden.size(); ++b)
       hidden[b] = executor.decoder_layer(layer, hidden[b], 0, hooks == nullptr || hooks->empty() ? nullptr : &(*hooks)[b]);
     executor.release_layer(layer);

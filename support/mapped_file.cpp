@@ -65,14 +65,6 @@ void MappedFile::populate(const void* begin, std::size_t size) const {
 #endif
 }
 
-void MappedFile::prefetch(const void* begin, std::size_t size) const {
-  if (!contains(begin, size)) return;
-  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const auto first = reinterpret_cast<std::uintptr_t>(begin) / page * page;
-  const auto last = reinterpret_cast<std::uintptr_t>(begin) + size;
-  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_WILLNEED);  // a hint: errors are ignored
-}
-
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
 }

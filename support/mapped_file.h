@@ -33,9 +33,6 @@ class MappedFile {
   // Maps the pages of [begin, begin + size) in one call before they are read (where the kernel
   // can: MADV_POPULATE_READ, Linux 5.14), instead of one page fault per 4 KiB.
   void populate(const void* begin, std::size_t size) const;
-  // Starts reading the pages of [begin, begin + size) from the file into the page cache and
-  // returns without waiting (MADV_WILLNEED), so that a later read need not wait for the disk.
-  void prefetch(const void* begin, std::size_t size) const;
   const std::filesystem::path& path() const { return path_; }
 
  private:
