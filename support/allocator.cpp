@@ -15,7 +15,7 @@ void keep_freed_memory_for_reuse() {
 void return_freed_memory() {
   // Below this the pages are worth keeping: trimming makes the next layer fault them in again,
   // which is what keep_freed_memory_for_reuse avoids for small models.
-  constexpr std::size_t kWorthReturning = 256 << 20;
+  constexpr std::size_t kWorthReturning = 64 << 20;
   if (mallinfo2().fordblks > kWorthReturning) malloc_trim(0);
 }
 
