@@ -22,16 +22,17 @@
 
 int main(int argc, char** argv) {
   int threads = 1;
-  bool in_double = false;
-  for (int i = 6; i < argc; ++i) {
-    if (std::string(argv[i]) == "--threads" && i + 1 < argc)
+  bool in_double = false, usage = argc < 6;
+  for (int i = 6; i < argc && !usage; ++i) {
+    const std::string option = argv[i];
+    if (option == "--threads" && i + 1 < argc)
       threads = std::atoi(argv[++i]);
-    else if (std::string(argv[i]) == "--double")
+    else if (option == "--double")
       in_double = true;
     else
-      argc = 0;
+      usage = true;
   }
-  if (argc < 6) {
+  if (usage) {
     std::fprintf(stderr, "usage: executor_logits MODEL_DIR IDS.bin BATCH SEQ OUT.bin [--threads N] [--double]\n");
     return 2;
   }
@@ -48,15 +49,7 @@ int main(int argc, char** argv) {
     }
     auto model = lathe::load_model(lathe::ModelLocation{argv[1]});
     at::NoGradGuard no_grad;
-    if (in_double) {
-      for (auto& [name, tensor] : model.tensors) {
-        const auto scales = model.quantization.weight_scales.find(name);
-        tensor = scales == model.quantization.weight_scales.end()
-                     ? tensor.to(at::kDouble)
-                     : tensor.to(at::kDouble) * scales->second.to(at::kDouble).unsqueeze(1);
-      }
-      model.quantization.weight_scales.clear();
-    }
+    if (in_double) model = lathe::with_float64_values(model);
     const lathe::Executor executor(model);
     std::ofstream out(argv[5], std::ios::binary);
     lathe::streamed_forward({{&executor, nullptr}}, {ids}, [&](std::size_t, const std::vector<at::Tensor>& logits) {

@@ -118,6 +118,18 @@ void Model::release_pages(const std::string& name) const {
   if (const auto* mapping = mapping_of(name, bytes)) mapping->release(bytes.data(), bytes.size());
 }
 
+Model with_float64_values(const Model& model) {
+  Model copy = model.clone();
+  for (auto& [name, tensor] : copy.tensors) {
+    const auto scales = model.quantization.weight_scales.find(name);
+    tensor = scales == model.quantization.weight_scales.end()
+                 ? tensor.to(at::kDouble)
+                 : tensor.to(at::kDouble) * scales->second.to(at::kDouble).unsqueeze(1);
+  }
+  copy.quantization.weight_scales.clear();
+  return copy;
+}
+
 void validate_model(const Model& model, const std::string& origin) {
   const auto& block = model.family.block;
   const auto hidden = model.config.hidden;

@@ -159,6 +159,10 @@ bool holds_float_values(const at::Tensor& tensor);
 // InputError naming `origin` and the first problem.
 void validate_model(const Model& model, const std::string& origin);
 
+// A copy whose every tensor holds its values in float64 (int8 weights times their scales, in
+// float64), for reference evaluations: the executor then computes in float64 throughout.
+Model with_float64_values(const Model& model);
+
 }  // namespace lathe
 
 namespace lathe {

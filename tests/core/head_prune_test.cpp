@@ -46,14 +46,6 @@ ForwardHooks gates_for(const Model& model, const std::vector<HeadId>& removed) {
   return hooks;
 }
 
-// The executor's arithmetic in double precision, so that what the comparison sees is the
-// computation and not float rounding (which differs because the o projection's sum is shorter).
-Model in_double(const Model& model) {
-  Model copy = model.clone();
-  for (auto& [name, tensor] : copy.tensors) tensor = tensor.to(at::kDouble);
-  return copy;
-}
-
 struct Case {
   const char* name;
   std::vector<HeadId> removed;
@@ -75,7 +67,9 @@ class HeadPrune : public ::testing::Test {
       auto gated = Executor(original).forward(ids, &hooks);
       auto cut = Executor(pruned).forward(ids);
       EXPECT_LE((cut - gated).abs().max().item<double>(), 5e-5) << c.name << " (executor, float)";
-      const auto original_double = in_double(original), pruned_double = in_double(pruned);
+      // In float64, so that what the comparison sees is the computation and not float rounding
+      // (which differs because the o projection's sum is shorter).
+      const auto original_double = with_float64_values(original), pruned_double = with_float64_values(pruned);
       for (auto& gate : hooks.head_gates) gate = gate.to(at::kDouble);
       auto gated_double = Executor(original_double).forward(ids, &hooks);
       auto cut_double = Executor(pruned_double).forward(ids);

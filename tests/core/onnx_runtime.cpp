@@ -111,8 +111,7 @@ at::Tensor run_exact_reference(const fs::path& model_path, const at::Tensor& ids
 double expect_int8_logits_agree(const at::Tensor& from_onnx, const Model& quantized, const at::Tensor& ids, double scale,
                               const std::string& what) {
   at::NoGradGuard no_grad;
-  Model in_double = quantized.clone();
-  for (auto& [name, tensor] : in_double.tensors) tensor = tensor.to(at::kDouble);
+  const Model in_double = with_float64_values(quantized);
   struct Agreement {
     double median, off_fraction, max;
   };
@@ -155,15 +154,7 @@ void expect_int8_onnx_computes_its_graph(const fs::path& model_path, const Model
   ASSERT_TRUE(exact.defined());
   // In double, with int8 weights dequantized in double too (the executor's float32 values
   // are q x scale rounded to float32; the graph's dequantization is exact here).
-  Model in_double = quantized.clone();
-  for (auto& [name, tensor] : in_double.tensors) {
-    auto scales = quantized.quantization.weight_scales.find(name);
-    tensor = scales == quantized.quantization.weight_scales.end()
-                 ? tensor.to(at::kDouble)
-                 : tensor.to(at::kDouble) * scales->second.to(at::kDouble).unsqueeze(1);
-  }
-  in_double.quantization.weight_scales.clear();
-  const auto executor = Executor(in_double).forward(ids);
+  const auto executor = Executor(with_float64_values(quantized)).forward(ids);
   const double scale = exact.abs().max().item<double>();
   const double largest = (executor - exact.to(at::kDouble)).abs().max().item<double>();
   EXPECT_LE(largest, 1e-5 * scale) << what << ": the executor differs from the exact evaluation of the exported graph";

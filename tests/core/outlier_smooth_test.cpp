@@ -180,12 +180,6 @@ bool unchanged(const Model& model, const std::map<std::string, at::Tensor>& copi
   return true;
 }
 
-Model in_double(const Model& model) {
-  Model copy = model.clone();
-  for (auto& [name, tensor] : copy.tensors) tensor = tensor.to(at::kDouble);
-  return copy;
-}
-
 double max_difference(const Model& a, const Model& b, const at::Tensor& ids) {
   return (Executor(a).forward(ids).to(at::kDouble) - Executor(b).forward(ids).to(at::kDouble)).abs().max().item<double>();
 }
@@ -207,7 +201,7 @@ void expect_same_logits(const std::string& recipe_text, const char* label) {
   EXPECT_TRUE(unchanged(original, before)) << label << ": the loaded tensors were written into";
   EXPECT_GT(statistics["max_scale"].get<double>(), 1.2 * statistics["min_scale"].get<double>())
       << label << ": the scales migrate nothing";
-  const Model original_double = in_double(original), model_double = in_double(model);
+  const Model original_double = with_float64_values(original), model_double = with_float64_values(model);
   for (std::uint64_t seed : {1, 2}) {
     const auto ids = testing::random_ids(original.config.vocab, 3, std::min<std::int64_t>(original.config.max_positions, 128), seed);
     const double floor = max_difference(original, original_double, ids);
