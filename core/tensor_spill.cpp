@@ -24,4 +24,10 @@ at::Tensor TensorSpill::park(const at::Tensor& tensor, Model& model) {
   return at::from_blob(data, values.sizes(), [mapping](void*) mutable { mapping.reset(); }, values.options());
 }
 
+void TensorSpill::replace(Model& model, const std::string& name, const at::Tensor& values) {
+  const bool mapped = model.is_memory_mapped(name);
+  model.release_pages(name);
+  model.tensors[name] = mapped ? park(values, model) : values;
+}
+
 }  // namespace lathe

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 
 #include "support/temporary_file.h"
 
@@ -23,6 +24,10 @@ class TensorSpill {
 
   // The same values backed by the file; the mapping joins model.mapped_files.
   at::Tensor park(const at::Tensor& tensor, Model& model);
+  // Replaces a stored tensor of the model: a memory-mapped one (from the checkpoint or an earlier
+  // spill) by `values` parked in the file, one in ordinary memory by `values` themselves. The
+  // old tensor's mapped pages are given back.
+  void replace(Model& model, const std::string& name, const at::Tensor& values);
 
  private:
   TemporaryFile file_;

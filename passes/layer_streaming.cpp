@@ -28,7 +28,7 @@ StreamingOptions layer_streaming(PassContext& context, const std::string& what, 
   std::int64_t tokens = 0;
   for (const auto& batch : batches) tokens += batch.inputs.numel();
   StreamingOptions options;
-  options.hidden_state_budget = context.memory_limit / 4;
+  options.hidden_state_budget = activation_budget(context);
   const auto start = std::chrono::steady_clock::now();
   options.on_stage = [&progress = context.progress, what, tokens, start](int done, int stages) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -46,8 +46,10 @@ StreamingOptions layer_streaming(PassContext& context, const std::string& what, 
   return options;
 }
 
+std::int64_t activation_budget(const PassContext& context) { return context.memory_limit / 4; }
+
 bool float_weights_fit(const PassContext& context, const Model& model) {
-  return context.memory_limit <= 0 || model.float_bytes() <= context.memory_limit - context.memory_limit / 4;
+  return context.memory_limit <= 0 || model.float_bytes() <= context.memory_limit - activation_budget(context);
 }
 
 std::function<void(std::int64_t, std::int64_t)> step_progress(PassContext& context, const std::string& what,

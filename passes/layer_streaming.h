@@ -19,8 +19,12 @@ class PassContext;
 // `batches`: the data set the model runs over (its tokens give the rate).
 StreamingOptions layer_streaming(PassContext& context, const std::string& what, const std::vector<EvalBatch>& batches);
 
+// Bytes of activations (hidden states, KV caches) a pass keeps in memory: a quarter of the run's
+// memory limit (0: no limit).
+std::int64_t activation_budget(const PassContext& context);
+
 // Whether the model's weights in float32 (what a whole-model forward converts and keeps) fit
-// under the run's memory limit with a quarter of it left for activations.
+// under the run's memory limit beside the activation budget.
 bool float_weights_fit(const PassContext& context, const Model& model);
 
 // A progress callback for work in counted steps: "what: step_name i/n, time left".

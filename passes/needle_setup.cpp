@@ -98,7 +98,7 @@ Haystack load_haystack(PassContext& context, const Executor& executor, const std
 
 NeedleRunOptions needle_run_options(PassContext& context, const Model& model, const std::string& what) {
   NeedleRunOptions options;
-  options.state_budget = context.memory_limit / 4;
+  options.state_budget = activation_budget(context);
   options.release_layers = !float_weights_fit(context, model);
   options.on_layer_pass = step_progress(context, what + (options.release_layers ? " (one layer at a time)" : ""),
                                         "pass over the layers");

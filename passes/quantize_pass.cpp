@@ -152,9 +152,7 @@ class QuantizePass : public Pass {
                                     stored.size(0), stored.size(1), quantization.weight_limit,
                                     mse ? mse_weight_scales(model.tensor(name), quantization.weight_limit) : at::Tensor());
       worst_weight_error = std::max(worst_weight_error, weight.max_error);
-      const bool mapped = model.is_memory_mapped(name);
-      model.release_pages(name);
-      model.tensors[name] = mapped ? spill.park(weight.values, model) : weight.values;
+      spill.replace(model, name, weight.values);
       quantization.weight_scales[name] = weight.scales;
       return_freed_memory();
       context.progress.heartbeat("quantize: weight " + std::to_string(i + 1) + "/" + std::to_string(quantized.size()));

@@ -114,13 +114,8 @@ std::vector<double> weight_column_max(const std::vector<at::Tensor>& readers) {
 void apply_scales(Model& model, const SmoothedInput& input, const std::vector<at::Tensor>& readers,
                   const std::vector<double>& scales, TensorSpill& spill) {
   const auto as_tensor = [&](const at::Tensor& like) { return at::tensor(scales, at::kDouble).to(like.scalar_type()); };
-  for (std::size_t i = 0; i < readers.size(); ++i) {
-    const auto& name = input.readers[i];
-    auto smoothed = readers[i] * as_tensor(readers[i]).unsqueeze(0);
-    const bool mapped = model.is_memory_mapped(name);
-    model.release_pages(name);
-    model.tensors[name] = mapped ? spill.park(smoothed, model) : std::move(smoothed);
-  }
+  for (std::size_t i = 0; i < readers.size(); ++i)
+    spill.replace(model, input.readers[i], readers[i] * as_tensor(readers[i]).unsqueeze(0));
   if (!input.gate.empty()) {  // [Hq, hidden / Hq]: head h reads channels h * width .. (h + 1) * width
     const auto& gate = model.tensor(input.gate);
     model.tensors[input.gate] = (gate.reshape({-1}) * as_tensor(gate)).reshape(gate.sizes());
