@@ -645,12 +645,19 @@ std::uint64_t estimated_initializer_bytes(const Model& model) {
   return total;
 }
 
-void check_graph(const std::filesystem::path& model_file, const std::filesystem::path& destination) {
+// Runs the ONNX checker on the graph (a ModelProto, or the path of a file holding one, whose
+// external data it then finds beside it).
+template <typename Graph>
+void check_graph(const Graph& graph, const std::filesystem::path& destination) {
   try {
-    onnx::checker::check_model(model_file.string());
+    onnx::checker::check_model(graph);
   } catch (const std::exception& error) {
     throw std::runtime_error("the ONNX graph built for " + destination.string() + " fails the ONNX checker: " + error.what());
   }
+}
+
+void serialize(const onnx::ModelProto& proto, std::ostream& out, const std::filesystem::path& destination) {
+  if (!proto.SerializeToOstream(&out)) throw std::runtime_error("cannot serialize the ONNX model " + destination.string());
 }
 
 void set_location(onnx::ModelProto& proto, const std::string& location) {
@@ -669,15 +676,9 @@ void write_onnx(const Model& model, const std::filesystem::path& path, const Onn
   auto data_path = path;
   data_path += ".data";
   if (estimated_initializer_bytes(model) <= options.external_data_threshold) {
-    auto proto = build_model(model, options, nullptr);
-    try {
-      onnx::checker::check_model(proto);
-    } catch (const std::exception& error) {
-      throw std::runtime_error("the ONNX graph built for " + path.string() + " fails the ONNX checker: " + error.what());
-    }
-    write_file_atomically(path, [&](std::ostream& out) {
-      if (!proto.SerializeToOstream(&out)) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
-    });
+    const auto proto = build_model(model, options, nullptr);
+    check_graph(proto, path);
+    write_file_atomically(path, [&](std::ostream& out) { serialize(proto, out, path); });
     // A data file left by an earlier export to the same path would be stale (and counted as
     // part of this output by its size).
     std::error_code ignored;
@@ -694,13 +695,13 @@ void write_onnx(const Model& model, const std::filesystem::path& path, const Onn
   if (!data.stream()) throw InputError(data_path.string(), "write failed (disk full?)");
   {
     AtomicFile checked(path);
-    if (!proto.SerializeToOstream(&checked.stream())) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
+    serialize(proto, checked.stream(), path);
     checked.stream().flush();
-    check_graph(checked.temporary_path(), path);
+    check_graph(checked.temporary_path().string(), path);
   }
   set_location(proto, data_path.filename().string());
   AtomicFile graph(path);
-  if (!proto.SerializeToOstream(&graph.stream())) throw std::runtime_error("cannot serialize the ONNX model " + path.string());
+  serialize(proto, graph.stream(), path);
   data.commit();
   graph.commit();
 }
