@@ -12,6 +12,7 @@
 
 #include "cmd/commands.h"
 #include "support/allocator.h"
+#include "support/blas_core.h"
 #include "support/errors.h"
 
 namespace {
@@ -70,18 +71,29 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-// OpenMP threads that finished their share busy-wait for the next one; on a shared CI runner
-// that spinning fights the other processes for the cores (a 2-thread matrix product measured 5x
-// slower beside one busy process). libgomp reads OMP_WAIT_POLICY only when it loads, before
-// main, so `lathe run` starts itself again with the passive policy unless the user chose one.
-void prefer_passive_openmp_threads(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "run") != 0 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "passive", 0);
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+// Settings the math libraries read only when they load, before main: `lathe run` starts itself
+// again with them when the user did not choose.
+// - OpenMP threads that finished their share busy-wait for the next one; on a shared CI runner
+//   that spinning fights the other processes for the cores (a 2-thread matrix product measured
+//   5x slower beside one busy process), so the passive policy.
+// - OpenBLAS's kernels for this CPU when it did not recognize it (support/blas_core.h).
+void start_with_library_settings(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "run") != 0) return;
+  bool changed = false;
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    ::setenv("OMP_WAIT_POLICY", "passive", 0);
+    changed = true;
+  }
+  if (const auto core = lathe::openblas_core_for_unrecognized_cpu()) {
+    ::setenv(lathe::kOpenBlasCoreVariable, core->c_str(), 0);
+    ::setenv(lathe::kOpenBlasCoreChosenVariable, "1", 1);
+    changed = true;
+  }
+  if (changed) ::execv("/proc/self/exe", argv);  // returns only on failure: then run as things are
 }
 
 int main(int argc, char** argv) {
-  prefer_passive_openmp_threads(argc, argv);
+  start_with_library_settings(argc, argv);
   lathe::keep_freed_memory_for_reuse();
   try {
     return run(argc, argv);

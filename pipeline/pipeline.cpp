@@ -12,6 +12,7 @@
 #include "passes/pass_registry.h"
 #include "pipeline/data_sets.h"
 #include "pipeline/outputs.h"
+#include "support/blas_core.h"
 #include "support/errors.h"
 #include "support/number_text.h"
 #include "support/process_stats.h"
@@ -87,6 +88,8 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   report["lathe_version"] = LATHE_VERSION;
   report["recipe"] = recipe.source;
   report["threads"] = options.threads;
+  if (const auto core = openblas_core(); !core.empty())
+    report["blas"] = {{"library", "OpenBLAS"}, {"kernels", core}, {"kernels_chosen_by", openblas_core_chosen_by()}};
 
   reset_peak_rss();
   const auto load_start = Clock::now();

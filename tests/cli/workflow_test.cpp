@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
@@ -172,6 +174,37 @@ TEST_F(RunRecipe, FailedGateExitsThreeAndWritesNoModel) {
   EXPECT_FALSE(std::filesystem::exists(scratch_ / "out/model.onnx"));
   auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
   EXPECT_EQ(report["status"], "gate_failed");
+}
+
+// OpenBLAS 0.3.21 does not recognize CPUs newer than it and then uses its SSE3 kernels, about
+// 4.5x slower than the AVX-512 ones on the Xeon that showed it. lathe picks the kernels for the
+// CPU unless the environment names them, and the report says which are used and who chose them.
+TEST_F(RunRecipe, ReportNamesTheBlasKernelsWhichFitTheCpu) {
+  auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
+                             "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() +
+                                 ", max_tokens: 256}");
+  auto result = run_lathe({"run", recipe.string(), "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  const auto blas = nlohmann::json::parse(read_text(scratch_ / "out/report.json"))["blas"];
+  ASSERT_EQ(blas["library"], "OpenBLAS") << blas.dump();  // scripts/setup.sh installs libopenblas0-openmp
+  const auto kernels = blas["kernels"].get<std::string>();
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) {
+    EXPECT_EQ(blas["kernels_chosen_by"], "OPENBLAS_CORETYPE") << blas.dump();
+    return;  // the machine's setting, whatever it names
+  }
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    EXPECT_EQ(blas["kernels_chosen_by"], "OpenBLAS") << blas.dump();
+    return;
+  }
+  EXPECT_NE(kernels, "Prescott") << "SSE3 kernels on a CPU with AVX2 and FMA";
+  if (blas["kernels_chosen_by"] == "lathe") {
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    EXPECT_EQ(kernels, !avx512 ? "Haswell" : __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX");
+  } else {
+    EXPECT_EQ(blas["kernels_chosen_by"], "OpenBLAS") << blas.dump();
+  }
 }
 
 TEST_F(RunRecipe, DryRunChecksEverythingAndWritesNothing) {
