@@ -30,7 +30,10 @@ STEPS = [
     ("inspect", "lathe inspect"),
     ("w8a8", "lathe run: quantize w8a8 + eval kl, write onnx + safetensors"),
     ("float-eval", "lathe run: eval, kl false"),
+    ("float32-copy", "lathe run: write a float32 copy of the checkpoint"),
+    ("float32-eval", "lathe run: eval, kl false, of the float32 copy"),
     ("torch", "python3-torch forward (bench/torch_reference.py)"),
+    ("torch-default", "python3-torch forward, OpenBLAS's own kernels"),
     ("int8-eval", "lathe run: eval of the int8 safetensors output, 2 x 64"),
     ("executor-logits", "lathe's executor: logits of the int8 safetensors output, 2 x 64"),
     ("exact", "exact evaluation of the int8 ONNX (tests/python/onnx_exact.py)"),
@@ -223,23 +226,30 @@ def table(results, shapes):
             goal(shape, "W8A8 8B completes and < 5 GB",
                  f"{'completed' if status == 0 else 'failed'}, {wall:.1f} s, {megabytes(rss)}",
                  status == 0 and rss < 5e9)
-        report = os.path.join(results, shape, "float-eval.json")
         torch_line = os.path.join(results, shape, "torch.out")
-        if ran(shape, "float-eval")[2] == 0 and ran(shape, "torch")[2] == 0:
-            r = json.load(open(report))
+        t = json.loads(open(torch_line).read().strip().splitlines()[-1]) if ran(shape, "torch")[2] == 0 else None
+        for step, text in (("float32-eval", "forward, float32 weights: lathe / torch >= 1.0"),
+                           ("float-eval", "eval of the float16 file: lathe / torch >= 1.0")):
+            if ran(shape, step)[2] != 0 or t is None:
+                if ran(shape, step)[2] is not None or step == "float-eval":
+                    print(f"{shape:<10} {text:<46} {'not measured (a run failed or was skipped)':<52} -")
+                continue
+            r = json.load(open(os.path.join(results, shape, step + ".json")))
             metrics = next(iter(r["metrics"].values()))
             seconds = [p["wall_seconds"] for p in r["passes"] if p["name"] == "eval"][-1]
             lathe_rate = metrics["tokens"] / seconds
-            t = json.loads(open(torch_line).read().strip().splitlines()[-1])
-            goal(shape, "forward tokens/s lathe / python3-torch >= 1.0",
-                 f"{lathe_rate / t['tokens_per_second']:.2f} ({lathe_rate:,.0f} vs {t['tokens_per_second']:,.0f} /s)",
+            goal(shape, text, f"{lathe_rate / t['tokens_per_second']:.2f} ({lathe_rate:,.0f} vs {t['tokens_per_second']:,.0f} /s)",
                  lathe_rate >= t["tokens_per_second"])
+            blas = r.get("blas", {})
             print(f"{'':<10}   float loss on {metrics['tokens']} tokens: lathe {metrics['mean_loss']:.5f}, python3-torch "
                   f"{t['mean_loss']:.5f} ({t['tokens']} tokens, {t['mode']}); lathe's rate is tokens / the eval pass's "
-                  f"wall_seconds ({seconds:.2f} s), torch's counts only its forward ({t['seconds']:.2f} s)")
-        else:
-            print(f"{shape:<10} {'forward tokens/s lathe / python3-torch >= 1.0':<46} "
-                  f"{'not measured (a run failed or was skipped)':<52} -")
+                  f"wall_seconds ({seconds:.2f} s{', float16 to float32 conversion included' if step == 'float-eval' else ''}), "
+                  f"torch's counts only its forward ({t['seconds']:.2f} s); OpenBLAS kernels "
+                  f"{blas.get('kernels', '?')}, chosen by {blas.get('kernels_chosen_by', '?')}")
+        if ran(shape, "torch-default")[2] == 0 and t is not None:
+            d = json.loads(open(os.path.join(results, shape, "torch-default.out")).read().strip().splitlines()[-1])
+            print(f"{'':<10}   python3-torch with OpenBLAS's own kernels (its SSE3 fallback on this CPU): "
+                  f"{d['seconds']:.2f} s, {t['seconds'] / d['seconds']:.2f}x the rate above")
         comparison = os.path.join(results, shape, "onnx-logits.json")
         c = json.load(open(comparison)) if os.path.exists(comparison) else {}
         if "executor_exact" in c:

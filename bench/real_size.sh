@@ -4,8 +4,10 @@
 # /usr/bin/time -v (wall clock, peak RSS):
 #   (a) lathe inspect;
 #   (b) a W8A8 recipe: quantize (calibration on 512 tokens) + eval with KL, ONNX and safetensors outputs;
-#   (c) a float eval recipe (kl: false);
-#   (d) the same forward in python3-torch (bench/torch_reference.py);
+#   (c) a float eval recipe (kl: false), and (c') the same on a float32 copy lathe writes first
+#       (no float16 conversion in its clock either), when that copy fits in memory;
+#   (d) the same forward in python3-torch (bench/torch_reference.py), with the OpenBLAS kernels
+#       lathe used (and also with OpenBLAS's own choice when lathe overrode it);
 # on the first 512 tokens of the TinyStories token file, windows of 128, batch 4, THREADS threads;
 #   (e) runs the int8 ONNX output in onnxruntime-node (tests/node/run_onnx.js) on 2 x 64 ids and
 #       compares it with the float checkpoint in python3-torch, with lathe's loss of its int8
@@ -16,7 +18,7 @@
 #       (onnx_exact.py --check-runtime) (bench/real_size.py onnx-check).
 # Then prints a table and the goals (met / MISSED): inspect < 1 s and < 200 MB; W8A8 of the 1.1B
 # (tinyllama) < 180 s and < 2 GB; W8A8 of the 8B (llama3-8b) completes in < 5 GB; forward
-# tokens/s lathe / python3-torch >= 1.0; for the int8 ONNX: lathe's executor in float64 equals the
+# tokens/s lathe / python3-torch >= 1.0, on float32 weights (c') and on the float16 checkpoint (c); for the int8 ONNX: lathe's executor in float64 equals the
 # exact evaluation of the graph (1e-5 x the largest |logit|), ONNX Runtime follows the graph at
 # every quantized step (1e-4 relative), and the suite's end-to-end bound between ONNX Runtime's
 # and lathe's float32 logits (median position 1e-4, at most 25 % of positions beyond 1e-3, x the
@@ -179,16 +181,50 @@ EOF
   timed float-eval "$lathe" run "$dir/float.yaml" --threads "$threads" --report "$out/float-eval.json" &&
     indent "$out/float-eval.out"
 
-  # (d) the same forward in python3-torch, resident in float32 when that fits comfortably
   float32_bytes=$("$python" -c "import json; print(json.load(open('$model/model.safetensors.index.json'))['metadata']['total_size'] * 2)")
   available_bytes=$(awk '/^MemAvailable:/ { printf "%.0f\n", $2 * 1024 }' /proc/meminfo)
+  resident=0
+  ((float32_bytes * 10 <= available_bytes * 6)) && resident=1
+  # (c') the same float eval of a float32 copy that lathe writes: no conversion in lathe's clock
+  # either, so it times the same arithmetic as (d). Only when the copy stays in the page cache.
+  if ((resident)); then
+    cat >"$dir/float32-copy.yaml" <<EOF
+model: $model
+passes: []
+outputs:
+  - {format: safetensors, path: $dir/float32, dtype: float32}
+EOF
+    sed "s|^model: .*|model: $dir/float32|" "$dir/float.yaml" >"$dir/float32.yaml"
+    timed float32-copy "$lathe" run "$dir/float32-copy.yaml" --report "$out/float32-copy.json" &&
+      check_idle && timed float32-eval "$lathe" run "$dir/float32.yaml" --threads "$threads" \
+        --report "$out/float32-eval.json" && indent "$out/float32-eval.out"
+    rm -rf "$dir/float32"
+  else
+    skip float32-eval "a float32 copy ($((float32_bytes / 1000000)) MB) would not stay in 60 % of the available memory"
+  fi
+
+  # (d) the same forward in python3-torch, resident in float32 when that fits comfortably, with the
+  # OpenBLAS kernels lathe's run used (the report's blas entry) so both time the same arithmetic;
+  # when lathe chose them because OpenBLAS fell back to its SSE3 ones, torch is also timed with
+  # OpenBLAS's own choice, which is what a torch user on this CPU gets.
   torch_args=()
-  if ((float32_bytes * 10 > available_bytes * 6)); then
+  if ((!resident)); then
     torch_args=(--layers-at-a-time)
     echo "  torch: float32 weights $((float32_bytes / 1000000)) MB > 60 % of the available $((available_bytes / 1000000)) MB: one layer at a time"
   fi
-  timed torch "$python" bench/torch_reference.py "$model" "$tokens" --window "$seq_len" --batch "$batch" \
-    --max-tokens "$max_tokens" --threads "$threads" "${torch_args[@]}" && indent "$out/torch.out"
+  read -r kernels chosen_by < <("$python" -c "import json, sys
+b = json.load(open(sys.argv[1])).get('blas', {}); print(b.get('kernels', '-'), b.get('kernels_chosen_by', '-'))" \
+    "$out/float-eval.json" 2>/dev/null || echo "- -")
+  torch_env=()
+  [[ $chosen_by == lathe ]] && torch_env=(OPENBLAS_CORETYPE="$kernels")
+  echo "  OpenBLAS kernels: $kernels, chosen by $chosen_by"
+  check_idle
+  timed torch env "${torch_env[@]}" "$python" bench/torch_reference.py "$model" "$tokens" --window "$seq_len" \
+    --batch "$batch" --max-tokens "$max_tokens" --threads "$threads" "${torch_args[@]}" && indent "$out/torch.out"
+  if [[ $chosen_by == lathe ]]; then
+    timed torch-default "$python" bench/torch_reference.py "$model" "$tokens" --window "$seq_len" --batch "$batch" \
+      --max-tokens "$max_tokens" --threads "$threads" "${torch_args[@]}" && indent "$out/torch-default.out"
+  fi
 
   # (e) the int8 ONNX file in onnxruntime-node on 2 x 64 ids; lathe's int8 safetensors output on the same windows
   if ((!w8a8_ok)); then
