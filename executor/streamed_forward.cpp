@@ -61,7 +61,6 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
     streamed.executor->release_layer(-1);
   }
   if (options.on_stage) options.on_stage(1, stages);
-  RepeatedStepMemory layer_memory;
   for (int layer = 0; layer < layers; ++layer) {
     for (std::size_t m = 0; m < models.size(); ++m) {
       const auto& executor = *models[m].executor;
@@ -70,7 +69,7 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
         states[m]->put(b, executor.decoder_layer(layer, states[m]->get(b), 0, hooks_of(models[m], b)));
       executor.release_layer(layer);
     }
-    layer_memory.step_finished();
+    return_freed_memory();
     if (options.on_stage) options.on_stage(layer + 2, stages);
   }
   std::vector<at::Tensor> logits(models.size());
@@ -92,12 +91,11 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
 std::vector<at::Tensor> run_layers(const Executor& executor, std::vector<at::Tensor> hidden, int first, int last,
                                    const std::vector<ForwardHooks>* hooks) {
   at::NoGradGuard no_grad;
-  RepeatedStepMemory layer_memory;
   for (int layer = first; layer < last; ++layer) {
     for (std::size_t b = 0; b < hidden.size(); ++b)
       hidden[b] = executor.decoder_layer(layer, hidden[b], 0, hooks == nullptr || hooks->empty() ? nullptr : &(*hooks)[b]);
     executor.release_layer(layer);
-    layer_memory.step_finished();
+    return_freed_memory();
   }
   return hidden;
 }

@@ -1,7 +1,5 @@
 #pragma once
 
-#include <cstddef>
-
 namespace lathe {
 
 // Makes glibc malloc keep freed memory for reuse instead of returning each large block to the
@@ -20,19 +18,5 @@ void keep_freed_memory_for_reuse();
 // resident size grew by about a layer per layer. Does nothing while less than 64 MB is free, so
 // callers need no throttle of their own: call it whenever a layer or a large tensor is done.
 void return_freed_memory();
-
-// For a loop whose steps each allocate and free about the same memory, such as one decoder layer
-// over all batches of a streamed forward: the memory the first step left free is kept for the
-// steps after it, whose tensors would otherwise fault it in again (page faults and zeroing cost
-// about 6 % of a 1.1 B model's streamed eval); only what grows beyond it goes back, as
-// return_freed_memory() does. Call step_finished() after each step.
-class RepeatedStepMemory {
- public:
-  void step_finished();
-
- private:
-  std::size_t kept_ = 0;
-  bool first_ = true;
-};
 
 }  // namespace lathe
