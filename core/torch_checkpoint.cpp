@@ -4,9 +4,10 @@
 #include <caffe2/serialize/inline_container.h>
 #include <c10/util/Exception.h>
 
-#include <fstream>
+#include <unistd.h>
 
 #include "formats/pickle.h"
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -133,9 +134,11 @@ class StateDictReader {
 std::map<std::string, at::Tensor> read_torch_state_dict(const std::filesystem::path& path) {
   const auto file = path.string();
   {
-    std::ifstream in(path, std::ios::binary);
+    const int fd = open_regular_file(path, "PyTorch checkpoint");
     char magic[2] = {};
-    if (!in.read(magic, 2)) throw InputError(file, "cannot read");
+    const bool read = ::read(fd, magic, 2) == 2;
+    ::close(fd);
+    if (!read) throw InputError(file, "cannot read");
     if (magic[0] != 'P' || magic[1] != 'K')
       throw InputError(file, "not a PyTorch zip checkpoint (torch.save's default format since PyTorch 1.6)");
   }

@@ -1,12 +1,12 @@
 #include "formats/dataset.h"
 
 #include <algorithm>
-#include <fstream>
 #include <iterator>
 #include <limits>
 #include <string_view>
 
 #include "formats/tokenizer.h"
+#include "support/bounded_file.h"
 #include "support/errors.h"
 #include "support/mapped_file.h"
 #include "support/utf8.h"
@@ -40,13 +40,7 @@ std::string_view strip(std::string_view text) {
 }
 
 std::string read_text_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw InputError(path.string(), "does not exist");
-  if (std::filesystem::is_directory(path, ec))
-    throw InputError(path.string(), "is a folder, expected a text file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string(), "cannot read");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return read_bounded_file(path, kTextDataFile);
 }
 
 // Python's universal newlines: "\r\n" and a lone "\r" both become "\n".

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <filesystem>
-#include <fstream>
 #include <iterator>
 #include <set>
 #include <string>
@@ -15,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -69,19 +69,16 @@ inline nlohmann::json parse_json(std::string_view text, const std::string& origi
     auto separator = detail.find(": ", detail.find("parse error"));
     if (separator != std::string::npos) detail = detail.substr(separator + 2);
     throw InputError(origin, "invalid " + what + " at " + json_location(text, index) + ": " + detail);
+  } catch (const nlohmann::json::out_of_range& error) {  // a number beyond a double, such as 1e400
+    std::string detail = error.what();
+    if (auto bracket = detail.find("] "); bracket != std::string::npos) detail = detail.substr(bracket + 2);
+    throw InputError(origin, "invalid " + what + ": " + detail);
   }
 }
 
-// Reads and parses a whole JSON file.
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw InputError(path.string(), "does not exist");
-  if (std::filesystem::is_directory(path, ec))
-    throw InputError(path.string(), "is a folder, expected a JSON file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string(), "cannot read");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_json(text, path.string());
+// Reads and parses a whole JSON file of at most kind.limit bytes.
+inline nlohmann::json read_json_file(const std::filesystem::path& path, const FileKind& kind = kConfigFile) {
+  return parse_json(read_bounded_file(path, kind), path.string());
 }
 
 }  // namespace lathe

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <queue>
 #include <sstream>
 
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -98,10 +98,7 @@ std::size_t utf8_length(const std::string& text, std::size_t at) {
 }  // namespace
 
 SentencePieceModel SentencePieceModel::load(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string(), "cannot open");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse(bytes, path.string());
+  return parse(read_bounded_file(path, kTokenizerFile), path.string());
 }
 
 SentencePieceModel SentencePieceModel::parse(const std::string& bytes, const std::string& origin) {

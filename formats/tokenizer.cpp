@@ -67,7 +67,7 @@ class CharacterTokenizer final : public Tokenizer {
   explicit CharacterTokenizer(std::filesystem::path path) : source_(std::move(path)) {
     check_exists(source_);
     const std::string file = source_.string();
-    nlohmann::json vocab = read_json_file(source_);
+    nlohmann::json vocab = read_json_file(source_, kTokenizerFile);
     if (!vocab.is_object())
       throw InputError(file, "must be a JSON object mapping characters to ids, got " +
                                  json_type(vocab));

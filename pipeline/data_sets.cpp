@@ -36,12 +36,26 @@ std::string DataSets::require_calibration_entry(const std::string& requested, co
   return entry;
 }
 
+namespace {
+
+// Data files are read whole or mapped: only a regular file will do (a FIFO would hang the run,
+// /dev/zero never end).
+void check_data_file(const std::string& name, const DataSpec& spec) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(spec.path, ec);
+  const char* problem = !std::filesystem::exists(status)      ? "no such file"
+                        : std::filesystem::is_directory(status) ? "is a folder, expected a data file"
+                        : !std::filesystem::is_regular_file(status)
+                            ? "is not a regular file (a FIFO, device or socket), expected a data file"
+                            : nullptr;
+  if (problem != nullptr)
+    throw InputError(spec.where.str() + ": data." + name + ": " + spec.path.string() + ": " + problem);
+}
+
+}  // namespace
+
 void DataSets::check_files() const {
-  for (const auto& [name, spec] : specs_) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(spec.path, ec))
-      throw InputError(spec.where.str() + ": data." + name + ": " + spec.path.string() + ": no such file");
-  }
+  for (const auto& [name, spec] : specs_) check_data_file(name, spec);
 }
 
 const Tokenizer& DataSets::tokenizer(const DataSpec& spec) {
@@ -58,9 +72,7 @@ const std::vector<std::vector<std::int32_t>>& DataSets::sequences(const std::str
                                                                   const SourceLocation& asked_from) {
   if (auto found = loaded_.find(name); found != loaded_.end()) return found->second;
   const auto& entry = spec(name, asked_from);
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(entry.path, ec))
-    throw InputError(entry.where.str() + ": data." + name + ": " + entry.path.string() + ": no such file");
+  check_data_file(name, entry);
   std::vector<std::vector<std::int32_t>> sequences;
   if (entry.format == DataFormat::Tokens) {
     sequences.push_back(read_token_file(entry.path, entry.token_type, model_.config.vocab));

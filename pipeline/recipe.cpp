@@ -7,16 +7,15 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <system_error>
 #include <utility>
 
 #include "passes/pass_registry.h"
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -899,16 +898,7 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
 }
 
 Recipe load_recipe(const std::filesystem::path& path, const std::vector<std::string>& overrides) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) {
-    throw InputError(path.string(), "cannot read recipe: it is a directory");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path.string(), std::string("cannot read recipe: ") + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw InputError(path.string(), std::string("cannot read recipe: ") + std::strerror(errno));
-  return parse_recipe(text.str(), path.string(), overrides);
+  return parse_recipe(read_bounded_file(path, kRecipeFile), path.string(), overrides);
 }
 
 std::string recipe_to_yaml(const Recipe& recipe) {

@@ -10,18 +10,15 @@
 #include <cstring>
 #include <string>
 
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw InputError(path.string(), std::string("cannot open: ") + std::strerror(errno));
+  const int fd = open_regular_file(path, "file to map");
   struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    throw InputError(path.string(), "not a regular file");
-  }
+  ::fstat(fd, &info);
   auto size = static_cast<std::size_t>(info.st_size);
   const std::byte* data = nullptr;
   if (size > 0) {

@@ -631,13 +631,13 @@ TEST(RecipeLoad, MissingFileOrFolder) {
     FAIL() << "no error";
   } catch (const InputError& error) {
     EXPECT_EQ(std::string(error.what()),
-              (folder / "absent.yaml").string() + ": cannot read recipe: No such file or directory");
+              (folder / "absent.yaml").string() + ": does not exist");
   }
   try {
     load_recipe(folder.path());
     FAIL() << "no error";
   } catch (const InputError& error) {
-    EXPECT_EQ(std::string(error.what()), folder.path().string() + ": cannot read recipe: it is a directory");
+    EXPECT_EQ(std::string(error.what()), folder.path().string() + ": is a folder, expected a recipe");
   }
 }
 

@@ -176,9 +176,9 @@ TEST_F(SafetensorsMalformed, MetadataIsNotAStringMap) {
 
 TEST_F(SafetensorsMalformed, NotAFile) {
   testing::expect_input_error([&] { SafetensorsFile::open(dir_.path()); },
-                              {dir_.path().string(), "not a regular file"});
+                              {dir_.path().string(), "is a folder"});
   testing::expect_input_error([&] { SafetensorsFile::open(dir_ / "absent.safetensors"); },
-                              {"absent.safetensors: cannot open"});
+                              {"absent.safetensors: does not exist"});
 }
 
 TEST_F(SafetensorsMalformed, MinimalValidFiles) {
