@@ -370,7 +370,7 @@ constexpr const char* kIndexFileName = "model.safetensors.index.json";
 // The index's weight_map: tensor name -> shard file name, relative to the index's folder.
 std::map<std::string, std::string> read_weight_map(const std::filesystem::path& index_path) {
   const std::string file = index_path.string();
-  json index = read_json_file(index_path);
+  json index = read_json_file(index_path, kIndexFile);
   if (!index.is_object()) throw InputError(file, "must be a JSON object, got " + json_type(index));
   auto weight_map = index.find("weight_map");
   if (weight_map == index.end()) throw InputError(file, "\"weight_map\" is missing");
@@ -383,7 +383,13 @@ std::map<std::string, std::string> read_weight_map(const std::filesystem::path& 
     if (!shard.is_string() || shard.get_ref<const std::string&>().empty())
       throw InputError(file, "\"weight_map\" entry of tensor " + quote(name) +
                                  " must be a shard file name, got " + shard.dump());
-    result.emplace(name, shard.get<std::string>());
+    const auto& shard_name = shard.get_ref<const std::string&>();
+    // Shards live beside the index: a path elsewhere ("../../etc/passwd", "/data/x") is refused.
+    if (shard_name.find('/') != std::string::npos || shard_name.find('\\') != std::string::npos ||
+        shard_name == "." || shard_name == "..")
+      throw InputError(file, "\"weight_map\" entry of tensor " + quote(name) + " names " + shard.dump() +
+                                 "; a shard must be a file name in the index's folder");
+    result.emplace(name, shard_name);
   }
   return result;
 }
