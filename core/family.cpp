@@ -4,10 +4,9 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/embedded_files.h"
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -77,6 +76,21 @@ BlockOptions parse_block(const YAML::Node& node, const std::string& source) {
   return block;
 }
 
+// A YAML scalar as the JSON value config.json would hold: null, a boolean, a number or a string.
+nlohmann::json json_scalar(const YAML::Node& node, const std::string& source) {
+  if (node.IsNull()) return nullptr;
+  if (!node.IsScalar()) throw InputError(where(source, node) + ": expected a scalar value");
+  if (node.Tag() != "!") {  // unquoted: YAML's plain scalars
+    bool flag = false;
+    if (YAML::convert<bool>::decode(node, flag)) return flag;
+    std::int64_t integer = 0;
+    if (YAML::convert<std::int64_t>::decode(node, integer)) return integer;
+    double number = 0;
+    if (YAML::convert<double>::decode(node, number)) return number;
+  }
+  return node.as<std::string>();
+}
+
 ConfigKeys parse_config_keys(const YAML::Node& node, const YAML::Node& model_types,
                              const std::string& source) {
   ConfigKeys keys;
@@ -100,6 +114,17 @@ ConfigKeys parse_config_keys(const YAML::Node& node, const YAML::Node& model_typ
     keys.default_tie_embeddings = node["default_tie_embeddings"].as<bool>();
   if (node["ffn_multiple_of_hidden"])
     keys.ffn_multiple_of_hidden = node["ffn_multiple_of_hidden"].as<int>();
+  if (const auto implemented = node["implements"]) {
+    if (!implemented.IsMap()) throw InputError(where(source, implemented) + ": \"implements\" must map config keys to value lists");
+    for (const auto& entry : implemented) {
+      if (!entry.second.IsSequence() || entry.second.size() == 0)
+        throw InputError(where(source, entry.second) + ": implements." + entry.first.as<std::string>() +
+                         " must be a non-empty list of values");
+      std::vector<nlohmann::json> values;
+      for (const auto& value : entry.second) values.push_back(json_scalar(value, source));
+      keys.implemented_values.emplace_back(entry.first.as<std::string>(), std::move(values));
+    }
+  }
   for (const auto* required : {&keys.hidden, &keys.layers, &keys.heads, &keys.vocab})
     if (required->empty())
       throw InputError(where(source, node) + ": config needs hidden, layers, heads and vocab keys");
@@ -135,10 +160,7 @@ std::vector<FamilyDescription> load_known_families() {
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(extra, ec)) {
       if (entry.path().extension() != ".yaml") continue;
-      std::ifstream in(entry.path());
-      std::stringstream text;
-      text << in.rdbuf();
-      auto family = parse_family(text.str(), entry.path().string());
+      auto family = parse_family(read_bounded_file(entry.path(), kFamilyFile), entry.path().string());
       std::erase_if(families, [&](const auto& known) { return known.name == family.name; });
       families.push_back(std::move(family));
     }

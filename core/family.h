@@ -7,7 +7,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace lathe {
 
@@ -47,6 +50,11 @@ struct ConfigKeys {
   std::optional<double> default_rope_theta;
   std::optional<bool> default_tie_embeddings;
   std::optional<int> ffn_multiple_of_hidden;  // GPT-2's n_inner: null means 4 x hidden
+  // config.json keys whose value changes what the model computes, with the values lathe
+  // implements for the family ("hidden_act": ["silu"], "rope_scaling": [null]). A config that
+  // sets one of these keys to another value is refused rather than computed wrongly (an absent
+  // key means the Hugging Face default, which lathe implements).
+  std::vector<std::pair<std::string, std::vector<nlohmann::json>>> implemented_values;
 };
 
 struct FamilyDescription {

@@ -2,14 +2,18 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 #include <sstream>
 
 #include "core/tensor_io.h"
 #include "core/torch_checkpoint.h"
 #include "formats/hf_config.h"
+#include "formats/json_reader.h"
 #include "formats/safetensors.h"
 #include "support/errors.h"
+#include "support/number_text.h"
 
 namespace lathe {
 namespace {
@@ -60,6 +64,18 @@ HfConfig find_config(const ModelLocation& location, const CheckpointFile& checkp
                    "command line: --config)");
 }
 
+constexpr std::int64_t kMaxLayers = 4096;
+constexpr std::int64_t kMaxWidth = std::int64_t{1} << 20;
+constexpr std::int64_t kMaxHeads = std::int64_t{1} << 16;
+constexpr std::int64_t kMaxVocabulary = std::int64_t{1} << 24;
+constexpr std::int64_t kMaxPositions = std::int64_t{1} << 21;
+
+void check_at_most(const HfConfig& config, const std::string& key, std::int64_t value, std::int64_t limit) {
+  if (value > limit)
+    throw InputError(config.origin().string(), quote(key) + " is " + std::to_string(value) + ", more than the " +
+                                                   std::to_string(limit) + " lathe accepts");
+}
+
 std::int64_t config_int(const HfConfig& config, const std::string& key, std::int64_t fallback) {
   if (key.empty()) return fallback;
   auto value = config.find_int(key);
@@ -69,24 +85,44 @@ std::int64_t config_int(const HfConfig& config, const std::string& key, std::int
 ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& family,
                               std::vector<LayerStructure>& layers) {
   const auto& keys = family.config;
+  const auto file = hf.origin().string();
+  for (const auto& [key, values] : keys.implemented_values) {
+    if (!hf.json().contains(key) || std::find(values.begin(), values.end(), hf.json()[key]) != values.end()) continue;
+    std::string choices;
+    for (const auto& value : values) choices += (choices.empty() ? "" : ", ") + value.dump();
+    throw InputError(file, quote(key) + " is " + hf.json()[key].dump() + "; lathe's " + family.name +
+                               " family computes only " + choices + " (" + family.source + ")");
+  }
   ModelConfig config;
   config.hidden = hf.get_int(keys.hidden);
   config.vocab = hf.get_int(keys.vocab);
   const auto layer_count = hf.get_int(keys.layers);
   const auto heads = hf.get_int(keys.heads);
   const auto kv_heads = config_int(hf, keys.kv_heads, heads);
-  const auto file = hf.origin().string();
   if (config.hidden <= 0 || config.vocab <= 0 || layer_count <= 0 || heads <= 0 || kv_heads <= 0)
     throw InputError(file, "hidden size, vocabulary, layers and heads must be positive");
+  // Far beyond any released model; the tensors are checked against these sizes once read, and
+  // nothing is allocated from them before that but one small entry per layer.
+  check_at_most(hf, keys.layers, layer_count, kMaxLayers);
+  check_at_most(hf, keys.hidden, config.hidden, kMaxWidth);
+  check_at_most(hf, keys.heads, heads, kMaxHeads);
+  check_at_most(hf, keys.vocab, config.vocab, kMaxVocabulary);
   if (config.hidden % heads != 0 && keys.head_dim.empty())
     throw InputError(file, "hidden size " + std::to_string(config.hidden) + " is not divisible by " +
                                std::to_string(heads) + " heads");
   config.head_dim = config_int(hf, keys.head_dim, config.hidden / heads);
   config.max_positions = config_int(hf, keys.max_positions, 0);
   if (config.max_positions <= 0) throw InputError(file, "needs a positive " + keys.max_positions);
+  check_at_most(hf, keys.max_positions, config.max_positions, kMaxPositions);
   if (!keys.norm_eps.empty()) config.norm_eps = hf.find_double(keys.norm_eps).value_or(1e-5);
+  if (!(std::isfinite(config.norm_eps) && config.norm_eps > 0 && config.norm_eps < 1))
+    throw InputError(file, quote(keys.norm_eps) + " is " + number_text(config.norm_eps) +
+                               "; a norm's epsilon must be a number above 0 and below 1");
   if (!keys.rope_theta.empty())
     config.rope_theta = hf.find_double(keys.rope_theta).value_or(keys.default_rope_theta.value_or(10000.0));
+  if (family.block.position == PositionKind::Rotary && !(std::isfinite(config.rope_theta) && config.rope_theta > 1))
+    throw InputError(file, quote(keys.rope_theta) + " is " + number_text(config.rope_theta) +
+                               "; the rotary base must be a finite number above 1");
   config.tied_embeddings = keys.tie_embeddings.empty()
                                ? keys.default_tie_embeddings.value_or(false)
                                : hf.find_bool(keys.tie_embeddings).value_or(keys.default_tie_embeddings.value_or(false));
@@ -97,6 +133,9 @@ ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& famil
   if (!keys.ffn.empty() && hf.find_int(keys.ffn)) ffn = *hf.find_int(keys.ffn);
   if (ffn == 0 && keys.ffn_multiple_of_hidden) ffn = *keys.ffn_multiple_of_hidden * config.hidden;
   if (ffn <= 0) throw InputError(file, "needs a positive " + keys.ffn);
+  check_at_most(hf, keys.ffn, ffn, kMaxWidth);
+  check_at_most(hf, keys.head_dim, config.head_dim, kMaxWidth);
+  if (config.head_dim <= 0) throw InputError(file, "needs a positive " + keys.head_dim);
   if (heads % kv_heads != 0 && !hf.has(kLayerStructureKey))
     throw InputError(file, std::to_string(heads) + " query heads cannot share " + std::to_string(kv_heads) + " kv heads");
 
@@ -318,7 +357,9 @@ Model load_model(const ModelLocation& location) {
       const auto& metadata = file->metadata();
       if (auto found = metadata.find("lathe"); found != metadata.end()) {
         auto parsed = nlohmann::json::parse(found->second, nullptr, /*allow_exceptions=*/false);
-        if (parsed.is_object()) model.annotations = parsed;
+        if (!parsed.is_object())
+          throw InputError(origin, "__metadata__ entry \"lathe\" must be a JSON object (lathe's head annotations)");
+        model.annotations = parsed;
       }
     }
   } else {
@@ -344,7 +385,8 @@ Model load_model(const ModelLocation& location) {
     if (tensor.scalar_type() == at::kChar) int8_names.insert(name);
   canonicalize(model, std::move(raw), origin);
   restore_attention_variant(model, hf, std::move(lathe_tensors), origin);
-  if (!int8_names.empty() || !scales.empty()) restore_quantization(model, hf, scales, origin);
+  // Also without int8 weights (all excluded), so that a malformed quantization entry is refused.
+  if (!int8_names.empty() || !scales.empty() || hf.has(kQuantizationKey)) restore_quantization(model, hf, scales, origin);
   validate_model(model, origin);
   return model;
 }
