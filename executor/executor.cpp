@@ -81,9 +81,15 @@ void rotary_tables(std::int64_t positions, std::int64_t head_dim, double theta, 
   sin = doubled.sin().contiguous();
 }
 
-Executor::Executor(const Model& model) : model_(model) {
-  if (model.family.block.position == PositionKind::Rotary)
-    rotary_tables(model.config.max_positions, model.config.head_dim, model.config.rope_theta, rotary_cos_, rotary_sin_);
+Executor::Executor(const Model& model) : model_(model) {}
+
+void Executor::cover_rotary_positions(std::int64_t positions) const {
+  if (rotary_cos_.defined() && rotary_cos_.size(0) >= positions) return;
+  // Each position's angles depend on that position alone, so a longer table starts with the
+  // shorter one's values. Doubling keeps token-by-token decoding from recomputing every step.
+  const auto covered = rotary_cos_.defined() ? rotary_cos_.size(0) : 0;
+  const auto wanted = std::min(model_.config.max_positions, std::max({positions, 2 * covered, std::int64_t{256}}));
+  rotary_tables(wanted, model_.config.head_dim, model_.config.rope_theta, rotary_cos_, rotary_sin_);
 }
 
 at::Tensor Executor::weight(const std::string& name) const {
@@ -154,6 +160,7 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
   auto k = linear(layer, "attn.k", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   auto v = linear(layer, "attn.v", x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   if (model_.family.block.position == PositionKind::Rotary) {
+    cover_rotary_positions(offset + length);
     auto cos = rotary_cos_.narrow(0, offset, length);
     auto sin = rotary_sin_.narrow(0, offset, length);
     q = apply_rotary(q, cos, sin);

@@ -78,9 +78,6 @@ class Executor {
   std::vector<std::int64_t> greedy_decode(const std::vector<std::int64_t>& prompt, std::int64_t steps) const;
 
   const Model& model() const { return model_; }
-  // cos and sin tables [max_positions, head_dim] for rotary positions (rotate-half layout).
-  const at::Tensor& rotary_cos() const { return rotary_cos_; }
-  const at::Tensor& rotary_sin() const { return rotary_sin_; }
 
  private:
   at::Tensor attention(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
@@ -101,8 +98,11 @@ class Executor {
   mutable at::Tensor arena_;  // float32
   mutable std::int64_t arena_used_ = 0;
   mutable std::int64_t arena_wanted_ = 0;
-  at::Tensor rotary_cos_;
-  at::Tensor rotary_sin_;
+  // Rotary cos and sin tables [positions, head_dim] cover the positions forwards have reached
+  // so far, not max_positions, which a config may set to millions.
+  void cover_rotary_positions(std::int64_t positions) const;
+  mutable at::Tensor rotary_cos_;
+  mutable at::Tensor rotary_sin_;
 };
 
 // Rotary tables as the executor and the ONNX writer use them.
