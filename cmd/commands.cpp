@@ -10,6 +10,7 @@
 #include "core/embedded_files.h"
 #include "core/model_loader.h"
 #include "passes/pass_registry.h"
+#include "pipeline/output_paths.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "pipeline/report.h"
@@ -98,6 +99,7 @@ int run_command(const RunCommand& command) {
     options.memory_limit = command.memory_limit.empty() ? static_cast<std::int64_t>(available_memory_bytes())
                                                         : parse_memory_limit(command.memory_limit);
     const auto report_path = command.report ? *command.report : default_report_path(recipe);
+    check_output_paths(recipe, report_path, command.report.has_value(), command.recipe.value_or(std::filesystem::path()));
     if (!report_path.empty())
       options.artifacts_dir = report_path.has_parent_path() ? report_path.parent_path() : std::filesystem::path(".");
     Progress progress;
@@ -210,6 +212,7 @@ int passes_command() {
 
 int validate_command(const ValidateCommand& command) {
   const auto recipe = read_recipe(command.recipe, command.overrides);
+  check_output_paths(recipe, default_report_path(recipe), false, command.recipe.value_or(std::filesystem::path()));
   std::cout << recipe_to_yaml(recipe);
   return kExitOk;
 }

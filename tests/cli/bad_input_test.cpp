@@ -3,6 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <tuple>
+#include <utility>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
@@ -201,11 +207,244 @@ TEST_F(BadInput, RecipeFileDoesNotExist) {
   EXPECT_NE(result.err.find("absent.yaml"), std::string::npos) << result.err;
 }
 
+// config.json values that change what the model computes, which lathe does not implement or
+// which make no sense, are refused rather than giving NaN or a silently different model.
+TEST_F(BadInput, ConfigValuesLatheDoesNotCompute) {
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> cases = {
+      {"rms_norm_eps", -1, "epsilon"},
+      {"rms_norm_eps", 0, "epsilon"},
+      {"rope_theta", 0, "rotary base"},
+      {"rope_theta", -10000.0, "rotary base"},
+      {"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}, "computes only null"},
+      {"hidden_act", "relu", "computes only \"silu\""},
+      {"attention_bias", true, "computes only false"},
+      {"mlp_bias", true, "computes only false"},
+      {"partial_rotary_factor", 0.5, "computes only 1.0"},
+      {"max_position_embeddings", 2147483648LL, "more than the"},
+      {"max_position_embeddings", 1e9, "more than the"},
+      {"num_hidden_layers", 2147483648LL, "more than the"},
+      {"num_hidden_layers", 9223372036854775807LL, "more than the"},
+      {"vocab_size", 1LL << 40, "more than the"},
+  };
+  auto folder = model_folder(read_text(shared_path("models/stories260K/hf/model.safetensors")));
+  const auto original = nlohmann::json::parse(read_text(folder / "config.json"));
+  for (const auto& [key, value, problem] : cases) {
+    SCOPED_TRACE(key + " = " + value.dump());
+    auto config = original;
+    config[key] = value;
+    write_text(folder / "config.json", config.dump());
+    expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", key);
+    expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", problem);
+  }
+  // 1e400 does not fit a double: written by hand, since nlohmann::json would not write it.
+  write_text(folder / "config.json", original.dump().replace(original.dump().find("\"rms_norm_eps\":1e-05"),
+                                                             std::string("\"rms_norm_eps\":1e-05").size(),
+                                                             "\"rms_norm_eps\":1e400"));
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", "number overflow parsing '1e400'");
+}
+
+TEST_F(BadInput, GptConfigValuesLatheDoesNotCompute) {
+  const auto source = shared_path("models/makemore-names-gpt/hf");
+  const auto folder = scratch_ / "gpt";
+  std::filesystem::create_directories(folder);
+  std::filesystem::copy_file(source / "model.safetensors", folder / "model.safetensors");
+  const auto original = nlohmann::json::parse(read_text(source / "config.json"));
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"activation_function", "relu"}, {"scale_attn_weights", false}, {"scale_attn_by_inverse_layer_idx", true}}) {
+    SCOPED_TRACE(key);
+    auto config = original;
+    config[key] = value;
+    write_text(folder / "config.json", config.dump());
+    expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", key);
+  }
+}
+
+// Nothing a user points lathe at can hang it or make it read without end: FIFOs, devices and
+// oversized files are refused before they are opened or read.
+TEST_F(BadInput, FilesThatAreNotRegularFilesOrTooLarge) {
+  auto folder = model_folder(read_text(shared_path("models/stories260K/hf/model.safetensors")));
+  std::filesystem::remove(folder / "config.json");
+  std::filesystem::create_symlink("/dev/zero", folder / "config.json");
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", "not a regular file");
+
+  std::filesystem::remove(folder / "config.json");
+  std::filesystem::copy_file(shared_path("models/stories260K/hf/config.json"), folder / "config.json");
+  std::filesystem::remove(folder / "model.safetensors");
+  ASSERT_EQ(::mkfifo((folder / "model.safetensors").c_str(), 0600), 0);
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "model.safetensors", "not a regular file");
+
+  ASSERT_EQ(::mkfifo((scratch_ / "fifo.yaml").c_str(), 0600), 0);
+  expect_bad_input(run_lathe({"validate", (scratch_ / "fifo.yaml").string()}), "fifo.yaml", "not a regular file");
+  expect_bad_input(run_lathe({"run", (scratch_ / "fifo.yaml").string()}), "fifo.yaml", "not a regular file");
+
+  auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: /dev/zero}\npasses:\n  - eval\n");
+  expect_bad_input(run_lathe({"run", path.string()}), "/dev/zero", "not a regular file");
+  path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + scratch_.path().string() + "}\npasses:\n  - eval\n");
+  expect_bad_input(run_lathe({"run", path.string()}), "recipe.yaml:3:", "is a folder");
+
+  const auto large = scratch_ / "large.yaml";
+  write_text(large, "model: " + stories_ + "\n# " + std::string(2 << 20, 'x') + "\n");
+  expect_bad_input(run_lathe({"validate", large.string()}), "large.yaml", "a recipe is at most");
+}
+
+TEST_F(BadInput, TokenizerThatIsADevice) {
+  const auto folder = scratch_ / "model";
+  std::filesystem::create_directories(folder);
+  for (const char* name : {"config.json", "model.safetensors"})
+    std::filesystem::copy_file(shared_path("models/tinystories-retrieval") / name, folder / name);
+  std::filesystem::create_symlink("/dev/urandom", folder / "tokenizer.model");
+  write_text(scratch_ / "story.txt", "Once upon a time.\n");
+  auto path = recipe("model: " + folder.string() + "\ndata:\n  eval: {text: " + (scratch_ / "story.txt").string() +
+                     "}\npasses:\n  - eval\n");
+  expect_bad_input(run_lathe({"run", path.string()}), "tokenizer.model", "not a regular file");
+}
+
+// A sharded index may name only files in its own folder.
+TEST_F(BadInput, IndexNamingAFileOutsideItsFolder) {
+  auto folder = model_folder(read_text(shared_path("models/stories260K/hf/model.safetensors")));
+  std::filesystem::rename(folder / "model.safetensors", folder / "model-00001-of-00001.safetensors");
+  auto weights = SafetensorsFile::open(folder / "model-00001-of-00001.safetensors");
+  nlohmann::json weight_map;
+  for (const auto& view : weights.tensors()) weight_map[view.name] = "model-00001-of-00001.safetensors";
+  weight_map["model.norm.weight"] = "../../../../../../etc/passwd";
+  write_text(folder / "model.safetensors.index.json", nlohmann::json{{"weight_map", weight_map}}.dump());
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "model.safetensors.index.json", "a file name in the index's folder");
+  weight_map["model.norm.weight"] = "/etc/passwd";
+  write_text(folder / "model.safetensors.index.json", nlohmann::json{{"weight_map", weight_map}}.dump());
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "model.safetensors.index.json", "a file name in the index's folder");
+}
+
+TEST_F(BadInput, LatheMetadataThatIsNotJson) {
+  auto original = SafetensorsFile::open(shared_path("models/stories260K/hf/model.safetensors"));
+  std::vector<TensorView> views(original.tensors().begin(), original.tensors().end());
+  const auto folder = scratch_ / "model";
+  std::filesystem::create_directories(folder);
+  std::filesystem::copy_file(shared_path("models/stories260K/hf/config.json"), folder / "config.json");
+  write_safetensors(folder / "model.safetensors", views, {{"lathe", "{not json"}});
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "model.safetensors", "\"lathe\" must be a JSON object");
+}
+
+TEST_F(BadInput, QuantizationEntryOfAnUnknownMode) {
+  auto folder = model_folder(read_text(shared_path("models/stories260K/hf/model.safetensors")));
+  auto config = nlohmann::json::parse(read_text(folder / "config.json"));
+  config["lathe_quantization"] = {{"mode", "w3a1"}, {"weight_limit", 63}};
+  write_text(folder / "config.json", config.dump());
+  expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", "w3a1");
+}
+
 TEST_F(BadInput, NothingIsWrittenWhenTheInputIsBad) {
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + (scratch_ / "gone.bin").string() +
                      "}\npasses:\n  - eval\noutputs:\n  - {format: onnx, path: " + (scratch_ / "out/m.onnx").string() + "}\n");
   EXPECT_EQ(run_lathe({"run", path.string()}).exit_code, 2);
   EXPECT_FALSE(std::filesystem::exists(scratch_ / "out"));
+}
+
+// Outputs never touch inputs, each other or the system; the check runs before any work and in
+// validate and --dry-run too.
+class OutputPaths : public BadInput {
+ protected:
+  void SetUp() override {
+    model_ = scratch_ / "model";
+    std::filesystem::copy(shared_path("models/stories260K/hf"), model_, std::filesystem::copy_options::recursive);
+    weights_before_ = read_text(model_ / "model.safetensors");
+  }
+  // A recipe evaluating the copied model, with these output lines.
+  std::filesystem::path recipe_with_outputs(const std::string& outputs) {
+    return recipe("model: " + model_.string() + "\ndata:\n  eval: {tokens: " + tokens_ +
+                  ", max_tokens: 256}\npasses:\n  - eval\noutputs:\n" + outputs);
+  }
+  // Refused the same way by validate, run --dry-run and run, and the model is unchanged.
+  void expect_refused(const std::filesystem::path& recipe_path, const std::string& subject, const std::string& problem,
+                      const std::vector<std::string>& run_extra = {}) {
+    for (const std::vector<std::string>& command :
+         {std::vector<std::string>{"validate", recipe_path.string()}, std::vector<std::string>{"run", recipe_path.string(), "--dry-run"},
+          std::vector<std::string>{"run", recipe_path.string()}}) {
+      auto arguments = command;
+      if (command[0] == "run") arguments.insert(arguments.end(), run_extra.begin(), run_extra.end());
+      if (command[0] == "validate" && !run_extra.empty()) continue;  // --report is run's option
+      SCOPED_TRACE(arguments[0] + (arguments.size() > 2 ? " " + arguments[2] : ""));
+      expect_bad_input(run_lathe(arguments), subject, problem);
+    }
+    EXPECT_TRUE(read_text(model_ / "model.safetensors") == weights_before_) << "the input changed";
+  }
+  std::filesystem::path model_;
+  std::string weights_before_;
+};
+
+TEST_F(OutputPaths, AnOnnxOutputOverTheCheckpointIsRefused) {
+  expect_refused(recipe_with_outputs("  - {format: onnx, path: " + (model_ / "model.safetensors").string() + "}\n"),
+                 "recipe.yaml:7:", "lies inside the model folder");
+}
+
+TEST_F(OutputPaths, AnOutputThroughASymbolicLinkToTheInputIsRefused) {
+  std::filesystem::create_symlink(model_ / "model.safetensors", scratch_ / "link.onnx");
+  expect_refused(recipe_with_outputs("  - {format: onnx, path: " + (scratch_ / "link.onnx").string() + "}\n"),
+                 "recipe.yaml:7:", "the model folder");
+}
+
+TEST_F(OutputPaths, ASafetensorsOutputThatIsTheModelFolderOrHoldsItIsRefused) {
+  expect_refused(recipe_with_outputs("  - {format: safetensors, path: " + model_.string() + "}\n"), "recipe.yaml:7:",
+                 "is the model folder");
+  expect_refused(recipe_with_outputs("  - {format: safetensors, path: " + scratch_.path().string() + "}\n"),
+                 "recipe.yaml:7:", "holds the model folder");
+}
+
+TEST_F(OutputPaths, SystemFoldersAreRefused) {
+  for (const char* path : {"/", "/usr", "/etc/lathe", "/proc/self", "/dev/shm/model"}) {
+    SCOPED_TRACE(path);
+    expect_refused(recipe_with_outputs(std::string("  - {format: safetensors, path: ") + path + "}\n"), "recipe.yaml:7:",
+                   "system folder");
+  }
+  EXPECT_FALSE(std::filesystem::exists("/model.safetensors"));
+}
+
+TEST_F(OutputPaths, AReportOverAnOutputOrTheRecipeIsRefused) {
+  const auto onnx = scratch_ / "out/model.onnx";
+  const auto path = recipe_with_outputs("  - {format: onnx, path: " + onnx.string() + "}\n");
+  expect_refused(path, "--report", "is output 1 (onnx)", {"--report", onnx.string()});
+  expect_refused(path, "--report", "is the recipe", {"--report", path.string()});
+  expect_refused(path, "--report", "lies inside the model folder", {"--report", (model_ / "config.json").string()});
+  EXPECT_FALSE(std::filesystem::exists(scratch_ / "out"));
+}
+
+TEST_F(OutputPaths, OutputsThatOverlapEachOtherAreRefused) {
+  const auto out = scratch_ / "out";
+  expect_refused(recipe_with_outputs("  - {format: onnx, path: " + (out / "m.onnx").string() + "}\n  - {format: onnx, path: " +
+                                     (out / "m.onnx").string() + "}\n"),
+                 "recipe.yaml:8:", "duplicate output path");
+  expect_refused(recipe_with_outputs("  - {format: safetensors, path: " + out.string() + "}\n  - {format: onnx, path: " +
+                                     (out / "m.onnx").string() + "}\n"),
+                 "recipe.yaml:7:", "holds output 2 (onnx)");
+}
+
+TEST_F(OutputPaths, AnOutputOverTheDataIsRefused) {
+  const auto data = scratch_ / "data";
+  std::filesystem::create_directories(data);
+  std::filesystem::copy_file(tokens_, data / "ids.bin");
+  const auto path = recipe("model: " + model_.string() + "\ndata:\n  eval: {tokens: " + (data / "ids.bin").string() +
+                           ", max_tokens: 256}\npasses:\n  - eval\noutputs:\n  - {format: safetensors, path: " + data.string() +
+                           "}\n");
+  expect_refused(path, "recipe.yaml:7:", "holds data file eval");
+}
+
+TEST_F(OutputPaths, AnOutputOfTheWrongKindIsRefused) {
+  write_text(scratch_ / "existing", "a file");
+  std::filesystem::create_directories(scratch_ / "folder.onnx");
+  expect_refused(recipe_with_outputs("  - {format: safetensors, path: " + (scratch_ / "existing").string() + "}\n"),
+                 "recipe.yaml:7:", "is a file; a safetensors output is a folder");
+  expect_refused(recipe_with_outputs("  - {format: onnx, path: " + (scratch_ / "folder.onnx").string() + "}\n"),
+                 "recipe.yaml:7:", "is a folder; an ONNX output is a file");
+  EXPECT_EQ(read_text(scratch_ / "existing"), "a file");
+}
+
+TEST_F(OutputPaths, OutputsBesideTheInputsRun) {
+  const auto path = recipe_with_outputs("  - {format: onnx, path: " + (scratch_ / "out/model.onnx").string() +
+                                        "}\n  - {format: safetensors, path: " + (scratch_ / "out/model").string() + "}\n");
+  auto result = run_lathe({"run", path.string(), "--threads", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/model.onnx"));
+  EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/model/model.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/report.json"));
 }
 
 }  // namespace
