@@ -113,5 +113,19 @@ TEST(HfConfig, DuplicateKeys) {
                               {"config.json: duplicate key \"n_head\""});
 }
 
+// Keys may repeat across objects, not within one, at any depth; and a large object of objects
+// (a safetensors header of many tensors) is checked in one linear pass.
+TEST(HfConfig, DuplicateKeysAreFoundPerObjectAtAnyDepth) {
+  ScratchDir dir;
+  testing::write_bytes(dir / "config.json", R"({"a": {"x": 1}, "b": {"x": 2, "y": [{"x": 3}, {"x": 4}]}})");
+  EXPECT_EQ(HfConfig::load(dir / "config.json").json()["b"]["y"][1]["x"], 4);
+  testing::write_bytes(dir / "config.json", R"({"a": {"x": 1}, "b": {"x": 2, "y": [{"x": 3, "z": 0, "x": 4}]}})");
+  testing::expect_input_error([&] { HfConfig::load(dir / "config.json"); }, {"config.json: duplicate key \"x\""});
+  std::string many = "{";
+  for (int i = 0; i < 100000; ++i) many += (i ? ",\"t" : "\"t") + std::to_string(i) + "\": {\"shape\": [0]}";
+  testing::write_bytes(dir / "config.json", many + ", \"t99999\": {}}");
+  testing::expect_input_error([&] { HfConfig::load(dir / "config.json"); }, {"config.json: duplicate key \"t99999\""});
+}
+
 }  // namespace
 }  // namespace lathe
