@@ -89,9 +89,31 @@ std::int64_t parse_memory_limit(const std::string& text) {
 
 }  // namespace
 
-int run_command(const RunCommand& command) {
+namespace {
+
+// Where the report of a failed run goes: --report's path until the recipe's output paths are
+// checked (may_hold_failure_report decides then), nowhere if that check refuses it, the checked
+// path after.
+struct FailureReportPlace {
+  std::filesystem::path path;
+  bool checked = false;
+  std::string recipe_source;
+};
+
+// A CI job gets a machine-readable answer on every exit; writing it must not hide the error.
+void write_failure_report(const FailureReportPlace& place, int exit_code, const std::string& message) {
+  if (place.path.empty() || (!place.checked && !may_hold_failure_report(place.path))) return;
+  try {
+    write_report(failure_report(exit_code, message, place.recipe_source), place.path);
+  } catch (const std::exception&) {
+    // The run's own error is the one to report.
+  }
+}
+
+int run_recipe_command(const RunCommand& command, FailureReportPlace& failure) {
   return with_torch_errors([&] {
     const auto recipe = read_recipe(command.recipe, command.overrides);
+    failure.recipe_source = recipe.source;
     RunOptions options;
     options.dry_run = command.dry_run;
     options.threads = command.threads > 0 ? command.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -99,7 +121,9 @@ int run_command(const RunCommand& command) {
     options.memory_limit = command.memory_limit.empty() ? static_cast<std::int64_t>(available_memory_bytes())
                                                         : parse_memory_limit(command.memory_limit);
     const auto report_path = command.report ? *command.report : default_report_path(recipe);
+    failure.path.clear();  // a report path these checks refuse is never written
     check_output_paths(recipe, report_path, command.report.has_value(), command.recipe.value_or(std::filesystem::path()));
+    if (!command.dry_run) failure = {report_path, true, recipe.source};
     if (!report_path.empty())
       options.artifacts_dir = report_path.has_parent_path() ? report_path.parent_path() : std::filesystem::path(".");
     Progress progress;
@@ -115,6 +139,24 @@ int run_command(const RunCommand& command) {
       std::fprintf(stderr, "lathe: gate failed: the model misses the recipe's quality gates; no model was written\n");
     return result.exit_code;
   });
+}
+
+}  // namespace
+
+int run_command(const RunCommand& command) {
+  FailureReportPlace failure;
+  if (command.report && !command.dry_run) failure.path = *command.report;
+  try {
+    return run_recipe_command(command, failure);
+  } catch (const InputError& error) {
+    write_failure_report(failure, kExitBadInput, error.what());
+    throw;
+  } catch (const GateFailure&) {
+    throw;
+  } catch (const std::exception& error) {
+    write_failure_report(failure, kExitInternalError, error.what());
+    throw;
+  }
 }
 
 int inspect_command(const InspectCommand& command) {

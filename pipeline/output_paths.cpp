@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "support/bounded_file.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -70,6 +73,24 @@ void check_apart(const PlacedPath& write, const PlacedPath& other, const std::st
 }
 
 }  // namespace
+
+bool may_hold_failure_report(const fs::path& path) {
+  const PlacedPath write{resolve(path), "the report", "--report"};
+  try {
+    check_not_system(write);
+  } catch (const InputError&) {
+    return false;
+  }
+  std::error_code error;
+  if (!fs::is_directory(write.resolved.parent_path(), error)) return false;
+  if (!fs::exists(write.resolved, error)) return true;
+  try {
+    const auto earlier = nlohmann::json::parse(read_bounded_file(write.resolved, kConfigFile), nullptr, false);
+    return earlier.is_object() && earlier.contains("lathe_version");
+  } catch (const InputError&) {
+    return false;
+  }
+}
 
 void check_output_paths(const Recipe& recipe, const fs::path& report_path, bool report_on_command_line,
                         const fs::path& recipe_file) {

@@ -24,4 +24,9 @@ namespace lathe {
 void check_output_paths(const Recipe& recipe, const std::filesystem::path& report_path, bool report_on_command_line,
                         const std::filesystem::path& recipe_file = {});
 
+// Whether a report may be written at `path` when the run failed before check_output_paths
+// cleared it (a recipe that does not parse, say): only a new file in an existing folder outside
+// the system folders, or a report lathe wrote before.
+bool may_hold_failure_report(const std::filesystem::path& path);
+
 }  // namespace lathe

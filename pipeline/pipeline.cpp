@@ -12,6 +12,7 @@
 #include "passes/pass_registry.h"
 #include "pipeline/data_sets.h"
 #include "pipeline/outputs.h"
+#include "pipeline/report.h"
 #include "support/blas_core.h"
 #include "support/errors.h"
 #include "support/number_text.h"
@@ -85,6 +86,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   require_gate_source(recipe);
   RunResult result;
   auto& report = result.report;
+  report["schema_version"] = kReportSchemaVersion;
   report["lathe_version"] = LATHE_VERSION;
   report["recipe"] = recipe.source;
   report["threads"] = options.threads;
@@ -192,6 +194,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     for (const auto& stage : section) peak = std::max(peak, stage["peak_rss_bytes"].get<std::uint64_t>());
   report["peak_rss_bytes"] = peak;
   report["status"] = result.exit_code == kExitOk ? "ok" : "gate_failed";
+  report["exit_code"] = result.exit_code;
   if (final_model != nullptr) *final_model = std::move(model);
   return result;
 }

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "support/atomic_file.h"
+#include "support/errors.h"
 
 namespace lathe {
 namespace {
@@ -78,6 +79,16 @@ std::string format_report(const nlohmann::json& report) {
         << bytes(output["bytes"]) << ")\n";
   out << "status   " << report.value("status", "ok") << "\n";
   return out.str();
+}
+
+nlohmann::json failure_report(int exit_code, const std::string& message, const std::string& recipe_source) {
+  nlohmann::json report = {{"schema_version", kReportSchemaVersion},
+                           {"lathe_version", LATHE_VERSION},
+                           {"status", exit_code == kExitBadInput ? "bad_input" : "internal_error"},
+                           {"exit_code", exit_code},
+                           {"message", message}};
+  if (!recipe_source.empty()) report["recipe"] = recipe_source;
+  return report;
 }
 
 void write_report(const nlohmann::json& report, const std::filesystem::path& path) {

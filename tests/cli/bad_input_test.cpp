@@ -332,11 +332,15 @@ TEST_F(BadInput, QuantizationEntryOfAnUnknownMode) {
   expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", "w3a1");
 }
 
-TEST_F(BadInput, NothingIsWrittenWhenTheInputIsBad) {
+TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + (scratch_ / "gone.bin").string() +
                      "}\npasses:\n  - eval\noutputs:\n  - {format: onnx, path: " + (scratch_ / "out/m.onnx").string() + "}\n");
   EXPECT_EQ(run_lathe({"run", path.string()}).exit_code, 2);
-  EXPECT_FALSE(std::filesystem::exists(scratch_ / "out"));
+  std::vector<std::string> written;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(scratch_ / "out"))
+    written.push_back(entry.path().filename().string());
+  EXPECT_EQ(written, std::vector<std::string>{"report.json"});
+  EXPECT_EQ(nlohmann::json::parse(read_text(scratch_ / "out/report.json"))["status"], "bad_input");
 }
 
 // Outputs never touch inputs, each other or the system; the check runs before any work and in

@@ -207,6 +207,55 @@ TEST_F(RunRecipe, ReportNamesTheBlasKernelsWhichFitTheCpu) {
   }
 }
 
+// A CI job gets a machine-readable answer on every exit: the report names the status, the exit
+// code and the message, and a failure never writes it over a file that is not a lathe report.
+TEST_F(RunRecipe, AReportOnEveryExit) {
+  const auto stories = shared_path("models/stories260K/hf").string();
+  const auto tokens = shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string();
+  auto ok = write_recipe("model: " + stories, "  eval: {tokens: " + tokens + ", max_tokens: 256}");
+  ASSERT_EQ(run_lathe({"run", ok.string()}).exit_code, 0);
+  auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  EXPECT_EQ(report["schema_version"], 1);
+  EXPECT_EQ(report["status"], "ok");
+  EXPECT_EQ(report["exit_code"], 0);
+
+  // Bad input found after the recipe was read: the report goes where it would have gone.
+  auto missing = write_recipe("model: " + stories, "  eval: {tokens: " + (scratch_ / "gone.bin").string() + "}");
+  auto result = run_lathe({"run", missing.string()});
+  ASSERT_EQ(result.exit_code, 2) << result.err;
+  report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  EXPECT_EQ(report["status"], "bad_input");
+  EXPECT_EQ(report["exit_code"], 2);
+  EXPECT_EQ("lathe: error: " + report["message"].get<std::string>() + "\n", result.err);
+  EXPECT_EQ(report["recipe"], missing.string());
+
+  // A recipe that does not parse: only --report says where, and only a new file or an earlier
+  // report is written.
+  write_text(scratch_ / "broken.yaml", "model: [unclosed\n");
+  result = run_lathe({"run", (scratch_ / "broken.yaml").string(), "--report", (scratch_ / "broken.json").string()});
+  ASSERT_EQ(result.exit_code, 2) << result.err;
+  report = nlohmann::json::parse(read_text(scratch_ / "broken.json"));
+  EXPECT_EQ(report["status"], "bad_input");
+  EXPECT_NE(report["message"].get<std::string>().find("broken.yaml"), std::string::npos) << report.dump();
+  write_text(scratch_ / "notes.txt", "mine");
+  result = run_lathe({"run", (scratch_ / "broken.yaml").string(), "--report", (scratch_ / "notes.txt").string()});
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_EQ(read_text(scratch_ / "notes.txt"), "mine");
+
+  // A report path the output checks refuse is never written, not even with the failure.
+  result = run_lathe({"run", ok.string(), "--report", shared_path("models/stories260K/hf/report.json").string()});
+  EXPECT_EQ(result.exit_code, 2) << result.err;
+  EXPECT_FALSE(std::filesystem::exists(shared_path("models/stories260K/hf/report.json")));
+
+  // A failed gate: status gate_failed, exit code 3.
+  auto gated = write_recipe("model: " + stories, "  eval: {tokens: " + tokens + ", max_tokens: 256}",
+                            "gates: {max_loss_increase: -0.001}\n");
+  ASSERT_EQ(run_lathe({"run", gated.string()}).exit_code, 3);
+  report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
+  EXPECT_EQ(report["status"], "gate_failed");
+  EXPECT_EQ(report["exit_code"], 3);
+}
+
 TEST_F(RunRecipe, DryRunChecksEverythingAndWritesNothing) {
   auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
                              "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() + "}");
