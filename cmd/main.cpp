@@ -55,12 +55,19 @@ int run(int argc, char** argv) {
   validate->add_option("--set", validate_options.overrides, "override a recipe value: key.path=value")
       ->allow_extra_args(false);
 
+  // A mistake on the command line is bad input like any other: one line, prefixed, exit 2.
+  if (argc >= 2 && argv[1][0] != '-' && app.get_subcommands([&](CLI::App* command) { return command->get_name() == argv[1]; }).empty()) {
+    std::fprintf(stderr, "lathe: error: unknown command \"%s\"; commands: run, inspect, passes, validate (lathe --help)\n", argv[1]);
+    return lathe::kExitBadInput;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {
     return app.exit(success);
   } catch (const CLI::ParseError& error) {
-    app.exit(error);
+    std::string message = error.what();
+    if (argc < 2) message = "a command is required: run, inspect, passes or validate (lathe --help)";
+    std::fprintf(stderr, "lathe: error: %s\n", message.c_str());
     return lathe::kExitBadInput;
   }
   if (run->parsed()) return lathe::run_command(run_options);

@@ -332,6 +332,15 @@ TEST_F(BadInput, QuantizationEntryOfAnUnknownMode) {
   expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", "w3a1");
 }
 
+// Command-line mistakes get the same one line as every other bad input.
+TEST_F(BadInput, CommandLineMistakes) {
+  expect_bad_input(run_lathe({"frob"}), "\"frob\"", "unknown command");
+  expect_bad_input(run_lathe({}), "command", "run, inspect, passes or validate");
+  expect_bad_input(run_lathe({"run", "--threads", "0"}), "--threads", "not in range");
+  expect_bad_input(run_lathe({"run", "--bogus"}), "--bogus", "not expected");
+  expect_bad_input(run_lathe({"inspect"}), "model", "required");
+}
+
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + (scratch_ / "gone.bin").string() +
                      "}\npasses:\n  - eval\noutputs:\n  - {format: onnx, path: " + (scratch_ / "out/m.onnx").string() + "}\n");
