@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <thread>
 
 #include "core/embedded_files.h"
 #include "core/model_loader.h"
@@ -116,7 +115,7 @@ int run_recipe_command(const RunCommand& command, FailureReportPlace& failure) {
     failure.recipe_source = recipe.source;
     RunOptions options;
     options.dry_run = command.dry_run;
-    options.threads = command.threads > 0 ? command.threads : std::max(1u, std::thread::hardware_concurrency());
+    options.threads = command.threads > 0 ? command.threads : usable_cpu_count();
     at::set_num_threads(options.threads);
     options.memory_limit = command.memory_limit.empty() ? static_cast<std::int64_t>(available_memory_bytes())
                                                         : parse_memory_limit(command.memory_limit);

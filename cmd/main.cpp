@@ -30,7 +30,8 @@ int run(int argc, char** argv) {
   run->add_option("--set", run_options.overrides, "override a recipe value: key.path=value (repeatable)")
       ->allow_extra_args(false);
   run->add_flag("--dry-run", run_options.dry_run, "check the recipe, model and data; run nothing, write nothing");
-  run->add_option("--threads", run_options.threads, "threads for tensor math (default: all cores)")
+  run->add_option("--threads", run_options.threads,
+                  "threads for tensor math (default: the CPUs this process may use: affinity, cgroup quota)")
       ->check(CLI::Range(1, 1024));
   run->add_option("--report", run_options.report, "write the JSON report here (default: beside the first output)");
   run->add_option("--memory-limit", run_options.memory_limit,

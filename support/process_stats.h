@@ -13,4 +13,9 @@ std::uint64_t peak_rss_bytes();
 // if unknown).
 std::uint64_t available_memory_bytes();
 
+// The CPUs this process may use: those of its affinity mask (taskset, a container's cpuset),
+// fewer if a cgroup CPU quota (cpu.max, or v1's cfs_quota_us) allows less, at least 1.
+// std::thread::hardware_concurrency counts the machine's, which oversubscribes a CI container.
+int usable_cpu_count();
+
 }  // namespace lathe

@@ -256,6 +256,17 @@ TEST_F(RunRecipe, AReportOnEveryExit) {
   EXPECT_EQ(report["exit_code"], 3);
 }
 
+// Without --threads a run uses the CPUs it may use, not the machine's: under taskset, one.
+TEST_F(RunRecipe, DefaultThreadsFollowTheCpuAffinity) {
+  auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
+                             "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() +
+                                 ", max_tokens: 256}");
+  const std::string command = "cd " + scratch_.path().string() + " && taskset -c 0 " + LATHE_BINARY + " run " + recipe.string() +
+                              " > /dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  EXPECT_EQ(nlohmann::json::parse(read_text(scratch_ / "out/report.json"))["threads"], 1);
+}
+
 TEST_F(RunRecipe, DryRunChecksEverythingAndWritesNothing) {
   auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
                              "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() + "}");
