@@ -27,6 +27,17 @@ std::vector<double> to_vector(const at::Tensor& tensor) {
 }
 
 // Mean and largest of the values that are not NaN; NaN when there are none.
+// The sum of a [rows, channels] tensor in the same order whatever the thread count: each row
+// by ATen (one thread per row), then the rows in order. A whole-tensor sum splits across threads,
+// and the report's last digits changed between --threads 1 and 2.
+double sum_in_row_order(const at::Tensor& rows) {
+  const auto row_sums = rows.sum(1).contiguous();
+  const double* data = row_sums.data_ptr<double>();
+  double total = 0;
+  for (std::int64_t i = 0; i < row_sums.numel(); ++i) total += data[i];
+  return total;
+}
+
 std::pair<double, double> mean_and_max(const std::vector<double>& values) {
   double sum = 0, largest = -std::numeric_limits<double>::infinity();
   std::size_t count = 0;
@@ -95,8 +106,8 @@ void ActivationStatistics::add(const at::Tensor& activation, const at::Tensor& m
 
   // Running mean and sum of squared deviations, one batch at a time (Chan, Golub and LeVeque).
   const double count = static_cast<double>(rows.numel());
-  const double batch_mean = rows.mean().item<double>();
-  const double batch_squared = (rows - batch_mean).square().sum().item<double>();
+  const double batch_mean = sum_in_row_order(rows) / count;
+  const double batch_squared = sum_in_row_order((rows - batch_mean).square());
   const double total = values_ + count;
   const double delta = batch_mean - mean_;
   mean_ += delta * count / total;
