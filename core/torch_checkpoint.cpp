@@ -6,6 +6,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "formats/pickle.h"
 #include "support/bounded_file.h"
 #include "support/errors.h"
@@ -93,13 +97,43 @@ class StateDictReader {
     const auto record = "data/" + key;
     if (!archive_.hasRecord(record)) throw InputError(file_, "storage " + record + " is missing from the archive");
     auto [data, size] = archive_.getRecord(record);
+    const auto element_size = static_cast<std::int64_t>(c10::elementSize(type));
+    std::int64_t bytes = 0;
+    // Checked before anything is allocated from the pickle's numbers.
+    if (numel < 0 || __builtin_mul_overflow(numel, element_size, &bytes) || static_cast<std::uint64_t>(bytes) != size)
+      throw InputError(file_, "storage " + record + " holds " + std::to_string(size) + " bytes, but the pickle says " +
+                                  std::to_string(numel) + " elements of " + std::to_string(element_size) + " bytes");
     auto storage = at::empty({numel}, at::TensorOptions().dtype(type));
-    if (size != static_cast<std::size_t>(numel) * storage.element_size())
-      throw InputError(file_, "storage " + record + " holds " + std::to_string(size) + " bytes, expected " +
-                                  std::to_string(numel * storage.element_size()));
     std::memcpy(storage.data_ptr(), data.get(), size);
     storages_[key] = storage;
     return PickleValue::make_object(storage);
+  }
+
+  // A state dict's tensor must lie inside its storage and must not overlap itself: a stride of 0
+  // (an expanded tensor) or strides that map two elements to one place would give a model whose
+  // weights repeat, never one torch.save wrote from parameters.
+  void check_view(const std::vector<std::int64_t>& sizes, const std::vector<std::int64_t>& strides, std::int64_t offset,
+                  std::int64_t storage_numel) const {
+    if (offset < 0) throw InputError(file_, "a tensor view has a negative storage offset");
+    std::vector<std::pair<std::int64_t, std::int64_t>> dims;  // (stride, size) of dimensions longer than 1
+    std::int64_t elements = 1;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      if (sizes[i] < 0 || strides[i] < 0) throw InputError(file_, "negative tensor size or stride");
+      if (__builtin_mul_overflow(elements, sizes[i], &elements)) throw InputError(file_, "a tensor's size overflows");
+      if (sizes[i] > 1) dims.emplace_back(strides[i], sizes[i]);
+    }
+    if (elements == 0) return;
+    std::sort(dims.begin(), dims.end());
+    std::int64_t reach = 0;  // the farthest element offset the smaller-stride dimensions reach
+    for (const auto& [stride, size] : dims) {
+      if (stride <= reach) throw InputError(file_, "a tensor view overlaps itself (stride " + std::to_string(stride) + ")");
+      std::int64_t extent = 0;
+      if (__builtin_mul_overflow(size - 1, stride, &extent) || __builtin_add_overflow(reach, extent, &reach))
+        throw InputError(file_, "a tensor view reaches past the end of its storage");
+    }
+    std::int64_t last = 0;
+    if (__builtin_add_overflow(offset, reach, &last) || last >= storage_numel)
+      throw InputError(file_, "a tensor view reaches past the end of its storage");
   }
 
   PickleValue rebuild(const PickleGlobal& callable, const PickleValue& arguments) {
@@ -111,13 +145,7 @@ class StateDictReader {
       const auto sizes = as_ints(args[2], file_, "tensor size");
       const auto strides = as_ints(args[3], file_, "tensor stride");
       if (sizes.size() != strides.size()) throw InputError(file_, "tensor size and stride differ in length");
-      std::int64_t last = offset;
-      for (std::size_t i = 0; i < sizes.size(); ++i) {
-        if (sizes[i] < 0 || strides[i] < 0) throw InputError(file_, "negative tensor size or stride");
-        if (sizes[i] > 0) last += (sizes[i] - 1) * strides[i];
-      }
-      if (offset < 0 || (last >= storage.numel() && storage.numel() > 0))
-        throw InputError(file_, "a tensor reaches past the end of its storage");
+      check_view(sizes, strides, offset, storage.numel());
       return PickleValue::make_object(storage.as_strided(sizes, strides, offset));
     }
     if (name == "torch._utils._rebuild_parameter" && !args.empty()) return args[0];

@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <cstdlib>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -339,6 +340,25 @@ TEST_F(BadInput, CommandLineMistakes) {
   expect_bad_input(run_lathe({"run", "--threads", "0"}), "--threads", "not in range");
   expect_bad_input(run_lathe({"run", "--bogus"}), "--bogus", "not expected");
   expect_bad_input(run_lathe({"inspect"}), "model", "required");
+}
+
+// A pickle's tensor views must fit their storage without overlapping themselves: an expanded
+// tensor (stride 0) evaluated to a different loss instead of being refused.
+TEST_F(BadInput, StateDictTensorThatOverlapsItself) {
+  const auto source = shared_path("models/makemore-names-gpt/original/model.pt");
+  const auto broken = scratch_ / "model.pt";
+  const std::string script =
+      "import sys, torch\n"
+      "state = torch.load(sys.argv[1], map_location='cpu')\n"
+      "name = [k for k, v in state.items() if v.dim() == 2][0]\n"
+      "state[name] = torch.zeros(1).expand(*state[name].shape)\n"
+      "torch.save(state, sys.argv[2])\n";
+  write_text(scratch_ / "expand.py", script);
+  const auto command = "/usr/bin/python3 " + (scratch_ / "expand.py").string() + " " + source.string() + " " + broken.string();
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  expect_bad_input(run_lathe({"inspect", broken.string(), "--config",
+                              shared_path("models/makemore-names-gpt/hf/config.json").string()}),
+                   "model.pt", "overlaps itself");
 }
 
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
