@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "formats/pickle.h"
+#include "formats/zip_directory.h"
 #include "support/bounded_file.h"
 #include "support/errors.h"
 
@@ -53,10 +55,16 @@ at::Tensor as_tensor(const PickleValue& value, const std::string& file) {
 
 class StateDictReader {
  public:
-  explicit StateDictReader(const std::filesystem::path& path) : file_(path.string()), archive_(file_) {}
+  explicit StateDictReader(const std::filesystem::path& path)
+      : file_(path.string()), archive_(file_) {
+    // torch.save puts every record in one top-level folder, the archive's name; LibTorch's
+    // reader names records without it.
+    for (const auto& [name, crc] : zip_entry_crcs(path))
+      if (const auto slash = name.find('/'); slash != std::string::npos) crcs_[name.substr(slash + 1)] = crc;
+  }
 
   std::map<std::string, at::Tensor> read() {
-    auto [data, size] = archive_.getRecord("data.pkl");
+    auto [data, size] = record("data.pkl");
     const std::string pickle(static_cast<const char*>(data.get()), size);
     PickleCallbacks callbacks;
     callbacks.persistent_load = [this](const PickleValue& id) { return load_storage(id); };
@@ -96,7 +104,7 @@ class StateDictReader {
     if (auto found = storages_.find(key); found != storages_.end()) return PickleValue::make_object(found->second);
     const auto record = "data/" + key;
     if (!archive_.hasRecord(record)) throw InputError(file_, "storage " + record + " is missing from the archive");
-    auto [data, size] = archive_.getRecord(record);
+    auto [data, size] = this->record(record);
     const auto element_size = static_cast<std::int64_t>(c10::elementSize(type));
     std::int64_t bytes = 0;
     // Checked before anything is allocated from the pickle's numbers.
@@ -152,8 +160,19 @@ class StateDictReader {
     throw InputError(file_, "the checkpoint holds a " + name + ", which a state dict of tensors does not need");
   }
 
+  // A record's bytes, checked against the CRC-32 the zip directory holds for it.
+  std::tuple<at::DataPtr, std::size_t> record(const std::string& name) {
+    auto [data, size] = archive_.getRecord(name);
+    const auto found = crcs_.find(name);
+    if (found == crcs_.end()) throw InputError(file_, "record " + name + " is missing from the zip directory");
+    if (crc32_of({static_cast<const std::byte*>(data.get()), size}) != found->second)
+      throw InputError(file_, "record " + name + " does not match its CRC-32: the file is corrupt");
+    return {std::move(data), size};
+  }
+
   std::string file_;
   caffe2::serialize::PyTorchStreamReader archive_;
+  std::map<std::string, std::uint32_t> crcs_;
   std::map<std::string, at::Tensor> storages_;
 };
 

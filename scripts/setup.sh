@@ -9,7 +9,7 @@ packages=(
   cmake ninja-build g++ lld ccache pkg-config
   libtorch-dev libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev libyaml-cpp-dev libtbb-dev libgtest-dev nlohmann-json3-dev
-  libsentencepiece-dev
+  libsentencepiece-dev zlib1g-dev
   libopenblas0-openmp
   python3-torch python3-onnx python3-numpy
   nodejs

@@ -361,6 +361,30 @@ TEST_F(BadInput, StateDictTensorThatOverlapsItself) {
                    "model.pt", "overlaps itself");
 }
 
+// LibTorch's zip reader does not check CRCs: a flipped byte in a tensor's record would load as a
+// silently different weight. lathe checks every record it reads against the zip directory.
+TEST_F(BadInput, StateDictRecordThatDoesNotMatchItsCrc) {
+  const auto broken = scratch_ / "model.pt";
+  std::filesystem::copy_file(shared_path("models/makemore-names-gpt/original/model.pt"), broken);
+  const std::string script =
+      "import sys, zipfile\n"
+      "with zipfile.ZipFile(sys.argv[1]) as archive:\n"
+      "    info = [i for i in archive.infolist() if '/data/' in i.filename and i.file_size > 16][0]\n"
+      "with open(sys.argv[1], 'r+b') as f:\n"
+      "    f.seek(info.header_offset + 26)\n"
+      "    name, extra = (int.from_bytes(f.read(2), 'little') for _ in range(2))\n"
+      "    f.seek(info.header_offset + 30 + name + extra + 5)\n"
+      "    byte = f.read(1)\n"
+      "    f.seek(-1, 1)\n"
+      "    f.write(bytes([byte[0] ^ 0x40]))\n";
+  write_text(scratch_ / "flip.py", script);
+  const auto command = "/usr/bin/python3 " + (scratch_ / "flip.py").string() + " " + broken.string();
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  expect_bad_input(run_lathe({"inspect", broken.string(), "--config",
+                              shared_path("models/makemore-names-gpt/hf/config.json").string()}),
+                   "model.pt", "does not match its CRC-32");
+}
+
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + (scratch_ / "gone.bin").string() +
                      "}\npasses:\n  - eval\noutputs:\n  - {format: onnx, path: " + (scratch_ / "out/m.onnx").string() + "}\n");

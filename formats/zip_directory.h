@@ -1,0 +1,20 @@
+#pragma once
+
+// The central directory of a zip archive (torch.save's format): each entry's name and CRC-32,
+// so that records read from it can be checked. LibTorch's zip reader does not check them.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+
+namespace lathe {
+
+// Entry name -> CRC-32 of its uncompressed bytes, from the central directory (zip64 too).
+// InputError naming `path` when the directory is missing or malformed.
+std::map<std::string, std::uint32_t> zip_entry_crcs(const std::filesystem::path& path);
+
+std::uint32_t crc32_of(std::span<const std::byte> bytes);
+
+}  // namespace lathe
