@@ -175,9 +175,13 @@ nlohmann::json config_json(const Model& model, const char* torch_dtype) {
 
 }  // namespace
 
-void write_safetensors_model(const Model& model, const std::filesystem::path& folder,
+void write_safetensors_model(const Model& model, const std::filesystem::path& destination,
                              const std::map<std::string, std::string>& metadata, const SafetensorsOutputOptions& options) {
   namespace fs = std::filesystem;
+  // Written whole into a staging folder beside the destination, then put in its place at once:
+  // an interrupted run never leaves weights without their config or tokenizer there.
+  StagedFolder staged(destination);
+  const auto& folder = staged.path();
   if (options.max_shard_bytes <= 0) throw std::invalid_argument("max_shard_bytes must be positive");
   const auto plan = plan_checkpoint(model, options.dtype);
   Metadata file_metadata(metadata.begin(), metadata.end());
@@ -204,8 +208,6 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
     return std::string(name);
   };
 
-  fs::create_directories(folder);
-  std::set<std::string> written;
   nlohmann::json weight_map = nlohmann::json::object();
   for (std::size_t s = 0; s < shards.size(); ++s) {
     std::vector<TensorHeader> headers;
@@ -220,23 +222,12 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
       for (const auto& source : planned.sources) model.release_pages(source);
       return_freed_memory();
     });
-    written.insert(shard_name(s));
   }
   const auto index_path = folder / "model.safetensors.index.json";
   if (shards.size() > 1) {
     const auto index = nlohmann::json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n";
     write_file_atomically(index_path, [&](std::ostream& out) { out << index; });
-    written.insert(index_path.filename().string());
   }
-  // Files of an earlier output to the same folder would contradict this one (the loader
-  // prefers model.safetensors to an index).
-  for (const auto& entry : fs::directory_iterator(folder)) {
-    const auto name = entry.path().filename().string();
-    const bool checkpoint_file = name == "model.safetensors" || name == "model.safetensors.index.json" ||
-                                 (name.starts_with("model-") && name.ends_with(".safetensors"));
-    if (checkpoint_file && !written.count(name)) fs::remove(entry.path());
-  }
-
   // torch_dtype states the floats the file holds (the embedding's, unless that is int8).
   DType float_type = DType::F32;
   for (auto it = plan.rbegin(); it != plan.rend(); ++it)
@@ -245,11 +236,11 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& fo
       float_type = it->dtype;
   const auto config = config_json(model, torch_dtype_name(float_type)).dump(2) + "\n";
   write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config; });
-  if (!model.source.tokenizer.empty() &&
-      std::filesystem::absolute(model.source.tokenizer.parent_path()) != std::filesystem::absolute(folder)) {
+  if (!model.source.tokenizer.empty()) {
     std::ifstream in(model.source.tokenizer, std::ios::binary);
     write_file_atomically(folder / model.source.tokenizer.filename(), [&](std::ostream& out) { out << in.rdbuf(); });
   }
+  staged.commit();
 }
 
 }  // namespace lathe

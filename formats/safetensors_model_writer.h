@@ -13,7 +13,9 @@ class Model;
 // and layout (fused QKV joined again, Conv1D weights transposed back), a config.json that
 // states the current shapes (per-layer structure under "lathe_layers" when layers differ), the
 // tokenizer when the source had one, and `metadata` plus the model's annotations in
-// __metadata__. Every file is written through a temporary file and a rename.
+// __metadata__. The folder is written whole under a temporary sibling name and then replaces the
+// destination in one rename (support/atomic_file.h, StagedFolder): an earlier folder there is
+// replaced as a whole, and an interrupted write leaves it as it was.
 struct SafetensorsOutputOptions {
   // Float tensors: "source" (each in the dtype it is held in), "float32", "float16", "bfloat16".
   // int8 weights stay int8 with float32 scales.
@@ -24,7 +26,7 @@ struct SafetensorsOutputOptions {
 };
 
 // Tensors are converted and written one at a time, so the writer holds about one tensor.
-void write_safetensors_model(const Model& model, const std::filesystem::path& folder,
+void write_safetensors_model(const Model& model, const std::filesystem::path& destination,
                              const std::map<std::string, std::string>& metadata = {},
                              const SafetensorsOutputOptions& options = {});
 

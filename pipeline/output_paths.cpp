@@ -42,6 +42,22 @@ bool within(const fs::path& inner, const fs::path& outer) {
   return true;
 }
 
+// The first entry of an existing folder that a model folder lathe writes would not hold (empty
+// when there is none, or no folder).
+std::string file_not_of_a_model_folder(const fs::path& folder) {
+  std::error_code error;
+  if (!fs::is_directory(folder, error)) return {};
+  for (const auto& entry : fs::directory_iterator(folder, error)) {
+    const auto name = entry.path().filename().string();
+    const bool model_file = name == "config.json" || name == "model.safetensors.index.json" || name == "tokenizer.model" ||
+                            name == "vocab.json" || name == "tokenizer.json" || name == "tokenizer_config.json" ||
+                            name == "special_tokens_map.json" || name == "generation_config.json" ||
+                            (name.starts_with("model") && name.ends_with(".safetensors"));
+    if (!model_file || !entry.is_regular_file()) return name;
+  }
+  return {};
+}
+
 void refuse(const PlacedPath& write, const std::string& problem) {
   throw InputError(write.where + ": " + write.what + " " + write.resolved.string() + " " + problem);
 }
@@ -104,6 +120,7 @@ void check_output_paths(const Recipe& recipe, const fs::path& report_path, bool 
   if (!recipe_file.empty()) inputs.push_back({resolve(recipe_file), "the recipe", ""});
 
   std::vector<PlacedPath> writes;
+  std::vector<PlacedPath> replaced_folders;  // safetensors outputs: replaced as a whole
   for (std::size_t i = 0; i < recipe.outputs.size(); ++i) {
     const auto& output = recipe.outputs[i];
     const std::string what = "output " + std::to_string(i + 1) + " (" + output.format + ")";
@@ -119,6 +136,7 @@ void check_output_paths(const Recipe& recipe, const fs::path& report_path, bool 
     } else {
       if (fs::exists(path, error) && !fs::is_directory(path, error))
         refuse(write, "is a file; a " + output.format + " output is a folder");
+      replaced_folders.push_back(write);
       writes.push_back(write);
     }
   }
@@ -136,6 +154,10 @@ void check_output_paths(const Recipe& recipe, const fs::path& report_path, bool 
     for (std::size_t j = 0; j < writes.size(); ++j)
       if (writes[j].owner != writes[i].owner) check_apart(writes[i], writes[j], "another output");
   }
+  for (const auto& folder : replaced_folders)
+    if (const auto other = file_not_of_a_model_folder(folder.resolved); !other.empty())
+      refuse(folder, "holds " + other + ", which is not part of a model; a safetensors output replaces its folder as a "
+                     "whole, so it must be new, empty or an earlier output");
 }
 
 }  // namespace lathe

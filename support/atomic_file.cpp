@@ -3,6 +3,8 @@
 #include <cstdlib>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -32,6 +34,58 @@ void sync_file(const std::filesystem::path& path) {
 
 }  // namespace
 
+void remove_stale_temporaries(const std::filesystem::path& destination) {
+  const auto prefix = "." + destination.filename().string() + ".tmp-";
+  std::error_code ec;
+  const auto folder = destination.has_parent_path() ? destination.parent_path() : std::filesystem::path(".");
+  for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+    const auto name = entry.path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const auto pid_end = name.find('-', prefix.size());
+    if (pid_end == std::string::npos) continue;
+    const auto pid = std::atol(name.substr(prefix.size(), pid_end - prefix.size()).c_str());
+    if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
+      std::error_code ignored;
+      std::filesystem::remove_all(entry.path(), ignored);
+    }
+  }
+}
+
+StagedFolder::StagedFolder(std::filesystem::path destination) : destination_(std::move(destination)) {
+  std::error_code ec;
+  if (destination_.has_parent_path()) {
+    std::filesystem::create_directories(destination_.parent_path(), ec);
+    if (ec) throw InputError(destination_.string(), "cannot create its folder: " + ec.message());
+  }
+  remove_stale_temporaries(destination_);
+  staging_ = temporary_sibling(destination_);
+  std::filesystem::create_directory(staging_, ec);
+  if (ec) throw InputError(destination_.string(), "cannot write beside it: " + ec.message());
+}
+
+StagedFolder::~StagedFolder() {
+  if (committed_) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(staging_, ignored);
+}
+
+void StagedFolder::commit() {
+  sync_file(staging_);
+  std::error_code ec;
+  if (std::filesystem::is_directory(destination_, ec)) {
+    // Swap in one step, then remove the earlier folder (now under the staging name).
+    if (::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, destination_.c_str(), RENAME_EXCHANGE) != 0)
+      throw InputError(destination_.string(), std::string("cannot replace: ") + std::strerror(errno));
+    committed_ = true;
+    std::filesystem::remove_all(staging_, ec);
+  } else {
+    std::filesystem::rename(staging_, destination_, ec);
+    if (ec) throw InputError(destination_.string(), "cannot replace: " + ec.message());
+    committed_ = true;
+  }
+  if (destination_.has_parent_path()) sync_file(destination_.parent_path());
+}
+
 std::filesystem::path temporary_directory() {
   std::error_code ec;
   auto folder = std::filesystem::temp_directory_path(ec);
@@ -49,6 +103,7 @@ AtomicFile::AtomicFile(std::filesystem::path destination) : destination_(std::mo
     std::filesystem::create_directories(destination_.parent_path(), ec);
     if (ec) throw InputError(destination_.string(), "cannot create its folder: " + ec.message());
   }
+  remove_stale_temporaries(destination_);
   temporary_ = temporary_sibling(destination_);
   out_.open(temporary_, std::ios::binary | std::ios::trunc);
   if (!out_) throw InputError(destination_.string(), std::string("cannot write: ") + std::strerror(errno));

@@ -7,6 +7,11 @@
 
 namespace lathe {
 
+// Temporary files and staging folders lathe leaves beside `destination` are named
+// .<name>.tmp-<pid>-<n>; those of processes that no longer run (a killed run) are removed
+// when the next run writes there. AtomicFile and StagedFolder do this themselves.
+void remove_stale_temporaries(const std::filesystem::path& destination);
+
 // The folder for temporary files ($TMPDIR, else /tmp); InputError when it is not a folder.
 std::filesystem::path temporary_directory();
 
@@ -27,6 +32,25 @@ class AtomicFile {
   std::filesystem::path destination_;
   std::filesystem::path temporary_;
   std::ofstream out_;
+  bool committed_ = false;
+};
+
+// A folder written under a temporary sibling name; commit() puts it at its destination in one
+// rename (swapping with an earlier folder there, which is then removed), so the destination is
+// never a half-written folder. Destroyed uncommitted, the staging folder is removed.
+class StagedFolder {
+ public:
+  explicit StagedFolder(std::filesystem::path destination);
+  ~StagedFolder();
+  StagedFolder(const StagedFolder&) = delete;
+  StagedFolder& operator=(const StagedFolder&) = delete;
+
+  const std::filesystem::path& path() const { return staging_; }
+  void commit();
+
+ private:
+  std::filesystem::path destination_;
+  std::filesystem::path staging_;
   bool committed_ = false;
 };
 

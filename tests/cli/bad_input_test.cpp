@@ -494,6 +494,15 @@ TEST_F(OutputPaths, AnOutputOfTheWrongKindIsRefused) {
   EXPECT_EQ(read_text(scratch_ / "existing"), "a file");
 }
 
+TEST_F(OutputPaths, ASafetensorsOutputOverAFolderOfOtherFilesIsRefused) {
+  const auto folder = scratch_ / "mine";
+  std::filesystem::create_directories(folder);
+  write_text(folder / "notes.txt", "keep me");
+  expect_refused(recipe_with_outputs("  - {format: safetensors, path: " + folder.string() + "}\n"), "recipe.yaml:7:",
+                 "holds notes.txt, which is not part of a model");
+  EXPECT_EQ(read_text(folder / "notes.txt"), "keep me");
+}
+
 TEST_F(OutputPaths, OutputsBesideTheInputsRun) {
   const auto path = recipe_with_outputs("  - {format: onnx, path: " + (scratch_ / "out/model.onnx").string() +
                                         "}\n  - {format: safetensors, path: " + (scratch_ / "out/model").string() + "}\n");

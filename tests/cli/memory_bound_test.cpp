@@ -133,7 +133,8 @@ TEST_F(MemoryBound, AWholeModelPassIsRefusedUnderTheLimitBeforeWorkStarts) {
   EXPECT_NE(result.err.find("finetune holds the whole model in float32 at once and needs about 637.7 MB"), std::string::npos)
       << result.err;
   EXPECT_NE(result.err.find("memory limit of 209.7 MB"), std::string::npos) << result.err;
-  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out / "m.onnx"));
+  EXPECT_EQ(nlohmann::json::parse(read_text(out / "report.json"))["status"], "bad_input");
   EXPECT_EQ(run_lathe({"run", (folder_->path() / "finetune.yaml").string(), "--memory-limit", "lots"}).exit_code, 2);
 }
 
