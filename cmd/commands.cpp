@@ -252,10 +252,14 @@ int passes_command() {
 }
 
 int validate_command(const ValidateCommand& command) {
-  const auto recipe = read_recipe(command.recipe, command.overrides);
-  check_output_paths(recipe, default_report_path(recipe), false, command.recipe.value_or(std::filesystem::path()));
-  std::cout << recipe_to_yaml(recipe);
-  return kExitOk;
+  return with_torch_errors([&] {
+    const auto recipe = read_recipe(command.recipe, command.overrides);
+    check_output_paths(recipe, default_report_path(recipe), false, command.recipe.value_or(std::filesystem::path()));
+    // The model's header and config only: no tensor data is read.
+    check_recipe_against_model(recipe, load_model(model_location(recipe.model)));
+    std::cout << recipe_to_yaml(recipe);
+    return kExitOk;
+  });
 }
 
 }  // namespace lathe

@@ -127,6 +127,9 @@ PassInfo eval_pass_info() {
       {"niah_data", ParamType::String, std::string(""), "data entry for NIAH haystacks; default: calibration, then eval, else sampled text", {}, {}, {}},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
+  info.check = [](const ParamValues& params, const Model& model, const std::string& where) {
+    if (params.get_bool("niah")) needle_options(params, model, where);
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<EvalPass>(params); };
   return info;
 }

@@ -204,6 +204,11 @@ PassInfo head_prune_pass_info() {
   info.whole_model_bytes = [](const ParamValues& params, const Model& model) {
     return params.get_string("importance") == "gradient" ? model.float_bytes() : std::int64_t{0};
   };
+  info.check = [](const ParamValues& params, const Model& model, const std::string& where) {
+    // Heads are only ever removed, so one named here must exist in the model as loaded.
+    if (const auto& protect = params.get_string("protect"); !protect.empty() && protect != "retrieval")
+      parse_protect(model, protect, where);
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<HeadPrunePass>(params); };
   return info;
 }

@@ -70,6 +70,11 @@ NeedleOptions needle_options(const ParamValues& params, const Model& model, cons
   const auto& lengths = params.get_string("lengths");
   options.context_lengths = lengths.empty() ? default_context_lengths(model.config.max_positions, options)
                                             : parse_list<std::int64_t>(lengths, origin, "lengths");
+  for (const auto length : lengths.empty() ? std::vector<std::int64_t>{} : options.context_lengths)
+    if (length <= options.needle_length || length > model.config.max_positions)
+      throw InputError(origin + ": lengths must lie between " + std::to_string(options.needle_length + 1) +
+                       " (longer than the needle) and the model's " + std::to_string(model.config.max_positions) +
+                       " positions; got " + std::to_string(length));
   return options;
 }
 

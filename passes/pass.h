@@ -42,6 +42,7 @@ class ParamValues {
   std::int64_t get_int(const std::string& name) const;
   double get_float(const std::string& name) const;
   const std::string& get_string(const std::string& name) const;
+  bool has(const std::string& name) const { return values_.count(name) > 0; }
   const std::map<std::string, ParamValue>& values() const { return values_; }
 
  private:
@@ -87,6 +88,9 @@ struct PassInfo {
   // with a KV cache over every layer): the bytes they need for it. Unset or 0: the pass runs
   // the model one layer at a time.
   std::function<std::int64_t(const ParamValues&, const Model&)> whole_model_bytes;
+  // Checks the parameters against the model's header before any work (run, --dry-run and
+  // validate): lists and ranges parse, ids and heads exist. InputError naming `where`.
+  std::function<void(const ParamValues&, const Model&, const std::string& where)> check;
 
   const ParamSpec* find_param(const std::string& param) const;
 };

@@ -220,6 +220,9 @@ PassInfo quantize_pass_info() {
       {"data", ParamType::String, std::string(""), "calibration data entry; default: calibration, then eval", {}, {}, {}},
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "calibration tokens", {}, 1.0, {}},
   };
+  info.check = [](const ParamValues& params, const Model&, const std::string& where) {
+    parse_patterns(params.get_string("exclude"), where);
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<QuantizePass>(params); };
   return info;
 }

@@ -203,6 +203,11 @@ PassInfo retrieval_heads_pass_info() {
       {"ablation_seeds", ParamType::Int, std::int64_t{5}, "random removals to average per k", {}, 1.0, 100.0},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
+  info.check = [](const ParamValues& params, const Model& model, const std::string& where) {
+    needle_options(params, model, where);
+    if (const auto& protect = params.get_string("protect"); !protect.empty() && protect != "retrieval")
+      parse_protect(model, protect, where);
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<RetrievalHeadsPass>(params); };
   return info;
 }

@@ -81,6 +81,23 @@ nlohmann::json check_gates(const Gates& gates, const nlohmann::json& metrics) {
 
 ModelLocation model_location(const ModelSpec& spec) { return {spec.path, spec.config, spec.family}; }
 
+void check_recipe_against_model(const Recipe& recipe, const Model& model) {
+  for (const auto& invocation : recipe.passes) {
+    for (const char* entry_param : {"data", "niah_data"}) {
+      if (!invocation.params.has(entry_param)) continue;
+      const auto& entry = invocation.params.get_string(entry_param);
+      if (!entry.empty() && recipe.data.count(entry) == 0) {
+        std::string known;
+        for (const auto& [name, spec] : recipe.data) known += (known.empty() ? "" : ", ") + name;
+        throw InputError(invocation.where.str() + ": " + invocation.name + ": " + entry_param + " \"" + entry +
+                         "\" is not a data entry of the recipe" + (known.empty() ? std::string(" (it has none)") : "; it has " + known));
+      }
+    }
+    const auto& info = *find_pass(invocation.name);
+    if (info.check) info.check(invocation.params, model, invocation.where.str() + ": " + invocation.name);
+  }
+}
+
 RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress, Model* final_model) {
   using Clock = std::chrono::steady_clock;
   require_gate_source(recipe);
@@ -102,6 +119,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   report["load"] = {{"wall_seconds", std::chrono::duration<double>(Clock::now() - load_start).count()},
                     {"peak_rss_bytes", peak_rss_bytes()}};
 
+  check_recipe_against_model(recipe, original);
   DataSets data(recipe.data, original);
   data.check_files();
   std::vector<std::unique_ptr<Pass>> passes;

@@ -33,6 +33,10 @@ ModelLocation model_location(const ModelSpec& spec);
 // Bad input is an InputError; a failed gate is reported in the result (the outputs are then
 // not written: a model that failed its gates must not be picked up by a later step).
 // `final_model`, when given, receives the model as the passes left it.
+// Everything about the recipe that can be known from the model's header, before any work: the
+// data entries the passes name exist and each pass's own checks (PassInfo::check) hold.
+void check_recipe_against_model(const Recipe& recipe, const Model& model);
+
 RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress, Model* final_model = nullptr);
 
 }  // namespace lathe

@@ -385,6 +385,30 @@ TEST_F(BadInput, StateDictRecordThatDoesNotMatchItsCrc) {
                    "model.pt", "does not match its CRC-32");
 }
 
+// Parameters that are lists, ranges or names are checked against the model's header by
+// validate and --dry-run, before any work, as the run would.
+TEST_F(BadInput, PassParametersCheckedBeforeWork) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"retrieval-heads: {needle_ids: abc}", "needle_ids \"abc\""},
+      {"retrieval-heads: {needle_ids: 0-9999}", "inside the vocabulary of 512"},
+      {"retrieval-heads: {depths: \"1.5\"}", "depths must lie between 0 and 1"},
+      {"retrieval-heads: {lengths: \"-5\"}", "lengths must lie between"},
+      {"retrieval-heads: {lengths: \"100000\"}", "512 positions"},
+      {"retrieval-heads: {cue_length: 20}", "cue_length must be shorter"},
+      {"eval: {niah: true, depths: \"x\"}", "depths"},
+      {"quantize: {exclude: \"[\"}", "is not a pattern"},
+      {"head-prune: {protect: \"1.99, x\"}", "\"1.99\" is not a head"},
+      {"eval: {data: valid}", "data \"valid\" is not a data entry"},
+      {"eval: {niah: true, niah_data: haystack}", "niah_data \"haystack\" is not a data entry"},
+  };
+  for (const auto& [pass, problem] : cases) {
+    SCOPED_TRACE(pass);
+    auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + pass + "\n");
+    expect_bad_input(run_lathe({"validate", path.string()}), "recipe.yaml:5:", problem);
+    expect_bad_input(run_lathe({"run", path.string(), "--dry-run"}), "recipe.yaml:5:", problem);
+  }
+}
+
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + (scratch_ / "gone.bin").string() +
                      "}\npasses:\n  - eval\noutputs:\n  - {format: onnx, path: " + (scratch_ / "out/m.onnx").string() + "}\n");
