@@ -32,6 +32,18 @@ void sync_file(const std::filesystem::path& path) {
   ::close(fd);
 }
 
+// Creates the destination's folder, removes what killed runs left beside it, and names a fresh
+// temporary sibling.
+std::filesystem::path prepare_temporary_sibling(const std::filesystem::path& destination) {
+  std::error_code ec;
+  if (destination.has_parent_path()) {
+    std::filesystem::create_directories(destination.parent_path(), ec);
+    if (ec) throw InputError(destination.string(), "cannot create its folder: " + ec.message());
+  }
+  remove_stale_temporaries(destination);
+  return temporary_sibling(destination);
+}
+
 }  // namespace
 
 void remove_stale_temporaries(const std::filesystem::path& destination) {
@@ -51,14 +63,9 @@ void remove_stale_temporaries(const std::filesystem::path& destination) {
   }
 }
 
-StagedFolder::StagedFolder(std::filesystem::path destination) : destination_(std::move(destination)) {
+StagedFolder::StagedFolder(std::filesystem::path destination)
+    : destination_(std::move(destination)), staging_(prepare_temporary_sibling(destination_)) {
   std::error_code ec;
-  if (destination_.has_parent_path()) {
-    std::filesystem::create_directories(destination_.parent_path(), ec);
-    if (ec) throw InputError(destination_.string(), "cannot create its folder: " + ec.message());
-  }
-  remove_stale_temporaries(destination_);
-  staging_ = temporary_sibling(destination_);
   std::filesystem::create_directory(staging_, ec);
   if (ec) throw InputError(destination_.string(), "cannot write beside it: " + ec.message());
 }
@@ -97,14 +104,8 @@ std::filesystem::path temporary_directory() {
   return folder;
 }
 
-AtomicFile::AtomicFile(std::filesystem::path destination) : destination_(std::move(destination)) {
-  std::error_code ec;
-  if (destination_.has_parent_path()) {
-    std::filesystem::create_directories(destination_.parent_path(), ec);
-    if (ec) throw InputError(destination_.string(), "cannot create its folder: " + ec.message());
-  }
-  remove_stale_temporaries(destination_);
-  temporary_ = temporary_sibling(destination_);
+AtomicFile::AtomicFile(std::filesystem::path destination)
+    : destination_(std::move(destination)), temporary_(prepare_temporary_sibling(destination_)) {
   out_.open(temporary_, std::ios::binary | std::ios::trunc);
   if (!out_) throw InputError(destination_.string(), std::string("cannot write: ") + std::strerror(errno));
 }
