@@ -26,7 +26,6 @@ std::vector<double> to_vector(const at::Tensor& tensor) {
   return std::vector<double>(data, data + values.numel());
 }
 
-// Mean and largest of the values that are not NaN; NaN when there are none.
 // The sum of a [rows, channels] tensor in the same order whatever the thread count: each row
 // by ATen (one thread per row), then the rows in order. A whole-tensor sum splits across threads,
 // and the report's last digits changed between --threads 1 and 2.
@@ -38,6 +37,7 @@ double sum_in_row_order(const at::Tensor& rows) {
   return total;
 }
 
+// Mean and largest of the values that are not NaN; NaN when there are none.
 std::pair<double, double> mean_and_max(const std::vector<double>& values) {
   double sum = 0, largest = -std::numeric_limits<double>::infinity();
   std::size_t count = 0;

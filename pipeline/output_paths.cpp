@@ -63,16 +63,13 @@ void refuse(const PlacedPath& write, const std::string& problem) {
 }
 
 void check_not_system(const PlacedPath& write) {
-  static const std::array<const char*, 19> kSystemFolders = {"/",     "/bin", "/boot", "/dev",  "/etc", "/home", "/lib",
-                                                             "/lib32", "/lib64", "/media", "/mnt", "/opt", "/proc", "/root",
-                                                             "/run",  "/sbin", "/srv",  "/sys",  "/tmp"};
-  static const std::array<const char*, 3> kMoreSystemFolders = {"/usr", "/var", "/var/tmp"};
+  static const std::array<const char*, 22> kSystemFolders = {
+      "/",     "/bin",  "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/media",  "/mnt",
+      "/opt",  "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",  "/usr",   "/var",   "/var/tmp"};
   static const std::array<const char*, 11> kSystemTrees = {"/proc", "/sys", "/dev", "/boot", "/etc", "/bin",
                                                            "/sbin", "/lib", "/lib32", "/lib64", "/usr"};
   const auto& path = write.resolved;
-  auto is = [&](const char* folder) { return path == fs::path(folder); };
-  bool system = std::any_of(kSystemFolders.begin(), kSystemFolders.end(), is) ||
-                std::any_of(kMoreSystemFolders.begin(), kMoreSystemFolders.end(), is);
+  bool system = std::any_of(kSystemFolders.begin(), kSystemFolders.end(), [&](const char* folder) { return path == folder; });
   if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') system = system || path == resolve(home);
   if (system) refuse(write, "is a system folder; lathe writes only its own outputs");
   for (const char* tree : kSystemTrees)
