@@ -8,6 +8,7 @@
 
 #include "core/embedded_files.h"
 #include "core/model_loader.h"
+#include "passes/pass_description.h"
 #include "passes/pass_registry.h"
 #include "pipeline/output_paths.h"
 #include "pipeline/pipeline.h"
@@ -234,14 +235,22 @@ int inspect_command(const InspectCommand& command) {
   });
 }
 
-int passes_command() {
+int passes_command(const PassesCommand& command) {
+  if (command.json) {
+    std::cout << pass_registry_json().dump(2) << "\n";
+    return kExitOk;
+  }
+  if (command.markdown) {
+    std::cout << pass_registry_markdown();
+    return kExitOk;
+  }
   for (const auto& pass : pass_registry()) {
     std::cout << pass.name << " (" << pass_kind_name(pass.kind) << "): " << pass.summary << "\n";
     for (const auto& param : pass.params) {
       std::cout << "    " << param.name << ": " << param_type_name(param.type) << " = "
                 << param_value_to_string(param.default_value);
       if (!param.choices.empty()) {
-        std::cout << " (one of";
+        std::cout << (param.type == ParamType::HeadList ? " (or" : " (one of");
         for (const auto& choice : param.choices) std::cout << " " << choice;
         std::cout << ")";
       }
@@ -256,8 +265,13 @@ int validate_command(const ValidateCommand& command) {
     const auto recipe = read_recipe(command.recipe, command.overrides);
     check_output_paths(recipe, default_report_path(recipe), false, command.recipe.value_or(std::filesystem::path()));
     // The model's header and config only: no tensor data is read.
-    check_recipe_against_model(recipe, load_model(model_location(recipe.model)));
-    std::cout << recipe_to_yaml(recipe);
+    const auto model = load_model(model_location(recipe.model));
+    check_recipe_against_model(recipe, model);
+    if (command.json) {
+      std::cout << nlohmann::json{{"recipe", recipe_to_json(recipe)}, {"model", describe_model(model)}}.dump(2) << "\n";
+    } else {
+      std::cout << recipe_to_yaml(recipe);
+    }
     return kExitOk;
   });
 }

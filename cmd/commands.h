@@ -29,11 +29,16 @@ struct InspectCommand {
 };
 int inspect_command(const InspectCommand& command);
 
-int passes_command();
+struct PassesCommand {
+  bool json = false;
+  bool markdown = false;
+};
+int passes_command(const PassesCommand& command);
 
 struct ValidateCommand {
   std::optional<std::filesystem::path> recipe;
   std::vector<std::string> overrides;
+  bool json = false;
 };
 int validate_command(const ValidateCommand& command);
 

@@ -47,7 +47,10 @@ int run(int argc, char** argv) {
   inspect->add_flag("--json", inspect_options.json, "print JSON");
   inspect->add_flag("--tensors", inspect_options.tensors, "also list every tensor");
 
+  lathe::PassesCommand passes_options;
   auto* passes = app.add_subcommand("passes", "List the passes with their parameters");
+  auto* passes_json = passes->add_flag("--json", passes_options.json, "print JSON");
+  passes->add_flag("--markdown", passes_options.markdown, "print the Markdown tables of the README")->excludes(passes_json);
 
   lathe::ValidateCommand validate_options;
   auto* validate = app.add_subcommand("validate", "Check a recipe and print it with every default filled in");
@@ -55,6 +58,7 @@ int run(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   validate->add_option("--set", validate_options.overrides, "override a recipe value: key.path=value")
       ->allow_extra_args(false);
+  validate->add_flag("--json", validate_options.json, "print the recipe and the model's summary as JSON");
 
   // A mistake on the command line is bad input like any other: one line, prefixed, exit 2.
   if (argc >= 2 && argv[1][0] != '-' && app.get_subcommands([&](CLI::App* command) { return command->get_name() == argv[1]; }).empty()) {
@@ -73,7 +77,7 @@ int run(int argc, char** argv) {
   }
   if (run->parsed()) return lathe::run_command(run_options);
   if (inspect->parsed()) return lathe::inspect_command(inspect_options);
-  if (passes->parsed()) return lathe::passes_command();
+  if (passes->parsed()) return lathe::passes_command(passes_options);
   return lathe::validate_command(validate_options);
 }
 

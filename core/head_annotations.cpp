@@ -59,6 +59,8 @@ void set_head_role(Model& model, const std::string& role, std::vector<HeadId> he
   heads_section(model)[role] = to_json(heads);
 }
 
+bool has_head_role(const Model& model, const std::string& role) { return find_section(model, role) != nullptr; }
+
 std::vector<HeadId> heads_with_role(const Model& model, const std::string& role) {
   return from_json(find_section(model, role));
 }
@@ -80,29 +82,31 @@ void check_not_protected(const Model& model, const std::vector<HeadId>& removed,
       throw InputError(origin + ": head " + head.str() + " is protected and cannot be removed");
 }
 
-std::vector<HeadId> parse_protect(const Model& model, const std::string& value, const std::string& origin) {
-  if (value.empty()) return {};
-  if (value == "retrieval") {
-    if (find_section(model, "retrieval") == nullptr)
-      throw InputError(origin + ": protect: retrieval needs a retrieval-heads pass before this one");
-    return heads_with_role(model, "retrieval");
+void check_heads_exist(const Model& model, const std::vector<HeadId>& heads, const std::string& origin,
+                       const std::string& what) {
+  for (const auto& head : heads)
+    if (head.layer >= model.layer_count() || head.head >= model.layers[head.layer].query_heads)
+      throw InputError(origin + ": " + what + ": " + head.str() + " is not a head of this model (" +
+                       std::to_string(model.layer_count()) + " layers" +
+                       (head.layer < model.layer_count()
+                            ? ", layer " + std::to_string(head.layer) + " has " +
+                                  std::to_string(model.layers[head.layer].query_heads) + " heads)"
+                            : ")"));
+}
+
+std::vector<HeadId> resolve_heads(const Model& model, const std::vector<std::string>& roles,
+                                  const std::vector<HeadId>& heads, const std::string& origin, const std::string& what) {
+  check_heads_exist(model, heads, origin, what);
+  std::vector<HeadId> resolved;
+  for (const auto& role : roles) {
+    if (!has_head_role(model, role))
+      throw InputError(origin + ": " + what + ": " + role + " needs a " + role + "-heads pass before this one");
+    for (const auto& head : heads_with_role(model, role)) resolved.push_back(head);
   }
-  std::vector<HeadId> heads;
-  std::stringstream list(value);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    int layer = -1, head = -1;
-    char dot = 0, rest = 0;
-    std::stringstream parse(item);
-    if (!(parse >> layer >> dot >> head) || dot != '.' || (parse >> rest) || layer < 0 || head < 0 ||
-        layer >= model.layer_count() || head >= model.layers[layer].query_heads)
-      throw InputError(origin + ": protect: \"" + item + "\" is not a head of this model; give \"retrieval\" or "
-                       "layer.head pairs like \"1.0, 1.3\"");
-    heads.push_back({layer, head});
-  }
-  return heads;
+  resolved.insert(resolved.end(), heads.begin(), heads.end());
+  std::sort(resolved.begin(), resolved.end());
+  resolved.erase(std::unique(resolved.begin(), resolved.end()), resolved.end());
+  return resolved;
 }
 
 }  // namespace lathe

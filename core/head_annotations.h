@@ -31,6 +31,8 @@ void set_head_scores(Model& model, const std::string& kind, const std::vector<st
 std::vector<std::vector<double>> head_scores(const Model& model, const std::string& kind);
 
 void set_head_role(Model& model, const std::string& role, std::vector<HeadId> heads);
+// Whether an analysis has marked heads with `role` (possibly none of them).
+bool has_head_role(const Model& model, const std::string& role);
 std::vector<HeadId> heads_with_role(const Model& model, const std::string& role);
 
 // Marks heads protected (adds to those already protected).
@@ -41,8 +43,13 @@ std::vector<HeadId> protected_heads(const Model& model);
 // recipe entry of the transform) and the first protected head among `removed`.
 void check_not_protected(const Model& model, const std::vector<HeadId>& removed, const std::string& origin);
 
-// Resolves a `protect` value of a recipe: "retrieval" (the heads the retrieval-heads analysis
-// marked) or a comma-separated list of layer.head; InputError naming `origin` otherwise.
-std::vector<HeadId> parse_protect(const Model& model, const std::string& value, const std::string& origin);
+// The heads a recipe names: those an earlier analysis marked with each of `roles`, and `heads`.
+// InputError naming `origin` and `what` (the parameter) for a role no analysis has marked yet
+// or a head the model does not have.
+std::vector<HeadId> resolve_heads(const Model& model, const std::vector<std::string>& roles,
+                                  const std::vector<HeadId>& heads, const std::string& origin, const std::string& what);
+// The same check of `heads` alone.
+void check_heads_exist(const Model& model, const std::vector<HeadId>& heads, const std::string& origin,
+                       const std::string& what);
 
 }  // namespace lathe

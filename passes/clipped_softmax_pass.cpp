@@ -60,6 +60,15 @@ PassInfo clipped_softmax_pass_info() {
       {"gamma", ParamType::Float, 0.0, "the lower stretch, < 0; 0: from alpha and length", {}, -1.0, 0.0},
       {"zeta", ParamType::Float, 1.0, "the upper stretch, >= 1", {}, 1.0, 100.0},
   };
+  info.plan = [](PlannedModel& planned, const ParamValues&, const std::string& where) {
+    if (!planned.quantized.empty())
+      throw InputError(where + ": clipped-softmax: it changes activations the quantization was calibrated on "
+                       "(quantization from " + planned.quantized + "); run it before quantize");
+    if (!planned.clipped_softmax.empty())
+      throw InputError(where + ": clipped-softmax: the model has a clipped softmax already (from " +
+                       planned.clipped_softmax + ")");
+    planned.clipped_softmax = "clipped-softmax at " + where;
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<ClippedSoftmaxPass>(params); };
   return info;
 }

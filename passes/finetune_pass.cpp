@@ -118,6 +118,11 @@ PassInfo finetune_pass_info() {
   };
   // The student being trained and the teacher, both in float32.
   info.whole_model_bytes = [](const ParamValues&, const Model& model) { return 2 * model.float_bytes(); };
+  info.plan = [](PlannedModel& planned, const ParamValues&, const std::string& where) {
+    if (!planned.quantized.empty())
+      throw InputError(where + ": finetune: the model is quantized (by " + planned.quantized +
+                       "); fine-tune before quantize (rounding has no gradient)");
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<FinetunePass>(params); };
   return info;
 }

@@ -73,6 +73,14 @@ PassInfo gated_attention_pass_info() {
   info.params = {
       {"init", ParamType::Float, 0.25, "the gates' starting value sigmoid(b); the o projections are scaled by its inverse", {}, 0.01, 0.99},
   };
+  info.plan = [](PlannedModel& planned, const ParamValues&, const std::string& where) {
+    if (!planned.quantized.empty())
+      throw InputError(where + ": gated-attention: it changes activations the quantization was calibrated on (quantization from " +
+                       planned.quantized + "); run it before quantize");
+    if (!planned.gated_attention.empty())
+      throw InputError(where + ": gated-attention: the model has gated attention already (from " + planned.gated_attention + ")");
+    planned.gated_attention = "gated-attention at " + where;
+  };
   info.create = [](const ParamValues& params) { return std::make_unique<GatedAttentionPass>(params); };
   return info;
 }

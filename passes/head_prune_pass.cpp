@@ -43,7 +43,8 @@ class HeadPrunePass : public Pass {
     if (params_.get_bool("normalize") && request.method != ImportanceMethod::Random) normalize_per_layer(scores);
 
     auto guarded = protected_heads(model);
-    for (const auto& head : parse_protect(model, params_.get_string("protect"), origin)) guarded.push_back(head);
+    const auto& protect = params_.get_heads("protect");
+    for (const auto& head : resolve_heads(model, protect.roles, protect.heads, origin, "protect")) guarded.push_back(head);
     std::sort(guarded.begin(), guarded.end());
     guarded.erase(std::unique(guarded.begin(), guarded.end()), guarded.end());
     protect_heads(model, guarded);
@@ -195,7 +196,7 @@ PassInfo head_prune_pass_info() {
       {"importance", ParamType::String, std::string("gradient"), "head scores to rank by", {"gradient", "ablation", "entropy", "magnitude", "random"}, {}, {}},
       {"normalize", ParamType::Bool, true, "normalize scores per layer (L2) before ranking", {}, {}, {}},
       {"groups", ParamType::Bool, false, "remove whole grouped-query groups (a kv head with all its query heads)", {}, {}, {}},
-      {"protect", ParamType::String, std::string(""), "heads never removed: \"retrieval\" or a list like \"1.0, 1.3\" (protected heads from earlier passes are kept too)", {}, {}, {}},
+      {"protect", ParamType::HeadList, HeadList{}, "heads never removed: retrieval (the heads an earlier retrieval-heads pass found) and heads like 1.0, 1.3; protected heads from earlier passes are kept too", {"retrieval"}, {}, {}},
       {"data", ParamType::String, std::string(""), "data entry for the importance scores; default: calibration, then eval", {}, {}, {}},
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "tokens of the data for the importance scores", {}, 1.0, {}},
       {"seed", ParamType::Int, std::int64_t{0}, "seed of the random baseline", {}, 0.0, {}},
@@ -206,9 +207,18 @@ PassInfo head_prune_pass_info() {
   };
   info.check = [](const ParamValues& params, const Model& model, const std::string& where) {
     // Heads are only ever removed, so one named here must exist in the model as loaded.
-    if (const auto& protect = params.get_string("protect"); !protect.empty() && protect != "retrieval")
-      parse_protect(model, protect, where);
+    check_heads_exist(model, params.get_heads("protect").heads, where, "protect");
   };
+  info.plan = [](PlannedModel& planned, const ParamValues& params, const std::string& where) {
+    if (!planned.gated_attention.empty())
+      throw InputError(where + ": head-prune: it cannot remove heads of a gated-attention model (gates from " +
+                       planned.gated_attention + "; each gate reads its head's slice of the layer input); run "
+                       "head-prune before gated-attention");
+    for (const auto& role : params.get_heads("protect").roles)
+      if (planned.head_roles.count(role) == 0)
+        throw InputError(where + ": head-prune: protect: " + role + " needs a " + role + "-heads pass before this one");
+  };
+  info.exclusive_params = {{"keep", "heads", "budget"}};
   info.create = [](const ParamValues& params) { return std::make_unique<HeadPrunePass>(params); };
   return info;
 }

@@ -1,7 +1,6 @@
 #include "passes/needle_setup.h"
 
 #include <algorithm>
-#include <sstream>
 
 #include "core/model.h"
 #include "executor/executor.h"
@@ -12,34 +11,14 @@
 #include "support/number_text.h"
 
 namespace lathe {
-namespace {
-
-template <typename Number>
-std::vector<Number> parse_list(const std::string& text, const std::string& origin, const char* what) {
-  std::vector<Number> values;
-  std::stringstream list(text);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    std::stringstream parse(item);
-    Number value{};
-    char rest = 0;
-    if (!(parse >> value) || (parse >> rest))
-      throw InputError(origin + ": " + what + ": \"" + item + "\" is not a number; give a comma-separated list");
-    values.push_back(value);
-  }
-  return values;
-}
-
-}  // namespace
-
 std::vector<ParamSpec> needle_param_specs() {
   return {
       {"needle", ParamType::String, std::string("random"), "needle kind: random tokens, or a span from a distant part of the corpus", {"random", "corpus"}, {}, {}},
-      {"needle_ids", ParamType::String, std::string(""), "random needles draw ids from this range, e.g. 259-511; default: ids seen in the haystack", {}, {}, {}},
+      {"needle_ids", ParamType::IdRange, IdRange{}, "random needles draw ids from this range, e.g. 259-511; default: ids seen in the haystack", {}, 0.0, {}},
       {"needle_length", ParamType::Int, std::int64_t{12}, "needle tokens", {}, 2.0, 256.0},
       {"cue_length", ParamType::Int, std::int64_t{3}, "needle tokens given at the end of the prompt", {}, 1.0, 255.0},
-      {"lengths", ParamType::String, std::string(""), "prompt lengths, comma-separated; default: 1/4, 1/2 and all of the model's positions", {}, {}, {}},
-      {"depths", ParamType::String, std::string("0,0.25,0.5,0.75,1"), "needle depths in the haystack, 0 (start) to 1 (end)", {}, {}, {}},
+      {"lengths", ParamType::IntList, std::vector<std::int64_t>{}, "prompt lengths; default: 1/4, 1/2 and all of the model's positions", {}, 3.0, {}},
+      {"depths", ParamType::FloatList, std::vector<double>{0, 0.25, 0.5, 0.75, 1}, "needle depths in the haystack, 0 (start) to 1 (end)", {}, 0.0, 1.0},
       {"tests_per_cell", ParamType::Int, std::int64_t{4}, "tests per length and depth", {}, 1.0, 10000.0},
       {"seed", ParamType::Int, std::int64_t{0}, "seed for haystack windows and needles", {}, 0.0, {}},
   };
@@ -54,23 +33,17 @@ NeedleOptions needle_options(const ParamValues& params, const Model& model, cons
     throw InputError(origin + ": cue_length must be shorter than needle_length");
   options.tests_per_cell = params.get_int("tests_per_cell");
   options.seed = static_cast<std::uint64_t>(params.get_int("seed"));
-  if (const auto& ids = params.get_string("needle_ids"); !ids.empty()) {
-    int first = -1, last = -1;
-    char dash = 0, rest = 0;
-    std::stringstream parse(ids);
-    if (!(parse >> first >> dash >> last) || dash != '-' || (parse >> rest) || first < 0 || last < first ||
-        last >= model.config.vocab)
-      throw InputError(origin + ": needle_ids \"" + ids + "\" must be a range FIRST-LAST inside the vocabulary of " +
+  if (const auto& ids = params.get_id_range("needle_ids"); !ids.empty()) {
+    if (ids.last >= model.config.vocab)
+      throw InputError(origin + ": needle_ids " + param_value_to_string(ids) + " must lie inside the vocabulary of " +
                        std::to_string(model.config.vocab));
-    options.needle_ids = std::make_pair(first, last);
+    options.needle_ids = std::make_pair(static_cast<int>(ids.first), static_cast<int>(ids.last));
   }
-  options.depths = parse_list<double>(params.get_string("depths"), origin, "depths");
-  for (auto depth : options.depths)
-    if (depth < 0 || depth > 1) throw InputError(origin + ": depths must lie between 0 and 1");
-  const auto& lengths = params.get_string("lengths");
-  options.context_lengths = lengths.empty() ? default_context_lengths(model.config.max_positions, options)
-                                            : parse_list<std::int64_t>(lengths, origin, "lengths");
-  for (const auto length : lengths.empty() ? std::vector<std::int64_t>{} : options.context_lengths)
+  options.depths = params.get_float_list("depths");
+  if (options.depths.empty()) throw InputError(origin + ": depths must name at least one depth");
+  const auto& lengths = params.get_int_list("lengths");
+  options.context_lengths = lengths.empty() ? default_context_lengths(model.config.max_positions, options) : lengths;
+  for (const auto length : lengths)
     if (length <= options.needle_length || length > model.config.max_positions)
       throw InputError(origin + ": lengths must lie between " + std::to_string(options.needle_length + 1) +
                        " (longer than the needle) and the model's " + std::to_string(model.config.max_positions) +

@@ -1,9 +1,7 @@
 #include "passes/quantize_pass.h"
 
 #include <algorithm>
-#include <cctype>
 #include <map>
-#include <sstream>
 
 #include <ATen/ATen.h>
 
@@ -21,29 +19,26 @@
 namespace lathe {
 namespace {
 
-bool glob_match(const char* pattern, const char* text) {
-  if (*pattern == '\0') return *text == '\0';
-  if (*pattern == '*') return glob_match(pattern + 1, text) || (*text != '\0' && glob_match(pattern, text + 1));
-  if (*text == '\0') return false;
-  return (*pattern == '?' || *pattern == *text) && glob_match(pattern + 1, text + 1);
-}
-
-std::vector<std::string> parse_patterns(const std::string& text, const std::string& origin) {
-  std::vector<std::string> patterns;
-  std::stringstream list(text);
-  std::string item;
-  while (std::getline(list, item, ',')) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    const bool valid = !item.empty() && std::all_of(item.begin(), item.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
-    });
-    if (!valid)
-      throw InputError(origin + ": exclude: \"" + item + "\" is not a pattern; give comma-separated tensor names "
-                       "with * and ? wildcards, e.g. \"lm_head.weight, layers.0.*\"");
-    patterns.push_back(item);
+// * matches any run of characters, ? any one. Backtracks only to the last *, so the time is
+// linear in the pattern times the name, whatever the pattern.
+bool glob_match(const std::string& pattern, const std::string& text) {
+  std::size_t p = 0, t = 0, star = std::string::npos, resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (star != std::string::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
   }
-  return patterns;
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
 }
 
 // The linear layers of the model: each weight, the activation site it reads, and the name
@@ -87,7 +82,7 @@ class QuantizePass : public Pass {
     const auto mode = mode_name == "w8" ? ModelQuantization::Mode::WeightOnly
                       : mode_name == "dynamic" ? ModelQuantization::Mode::Dynamic
                                                : ModelQuantization::Mode::Static;
-    const auto patterns = parse_patterns(params_.get_string("exclude"), origin);
+    const auto& patterns = params_.get_patterns("exclude");
     std::vector<std::string> warnings;
     auto linears = linear_layers(model);
     std::map<std::string, bool> pattern_used;
@@ -96,7 +91,7 @@ class QuantizePass : public Pass {
     for (const auto& linear : linears) {
       bool skip = false;
       for (const auto& pattern : patterns)
-        if (glob_match(pattern.c_str(), linear.name.c_str()) || glob_match(pattern.c_str(), linear.weight.c_str()))
+        if (glob_match(pattern, linear.name) || glob_match(pattern, linear.weight))
           skip = pattern_used[pattern] = true;
       if (skip)
         excluded.push_back(linear.weight);
@@ -216,12 +211,13 @@ PassInfo quantize_pass_info() {
       {"range", ParamType::String, std::string("minmax"), "activation range estimator", {"minmax", "moving-average", "percentile", "mse"}, {}, {}},
       {"percentile", ParamType::Float, 99.99, "percentile for range: percentile", {}, 50.0, 100.0},
       {"target_cpu", ParamType::String, std::string("any"), "x86 CPUs the int8 model must be exact on: any and avx2 keep weights in 7 bits (ONNX Runtime's AVX2 kernels saturate 16-bit pair sums of full-range weights); vnni uses all 8", {"any", "avx2", "vnni"}, {}, {}},
-      {"exclude", ParamType::String, std::string("lm_head.weight"), "weights kept float: comma-separated names with * and ? (the output head by default)", {}, {}, {}},
+      {"exclude", ParamType::PatternList, std::vector<std::string>{"lm_head.weight"}, "weights kept float: tensor names with * and ? (the output head by default)", {}, {}, {}},
       {"data", ParamType::String, std::string(""), "calibration data entry; default: calibration, then eval", {}, {}, {}},
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "calibration tokens", {}, 1.0, {}},
   };
-  info.check = [](const ParamValues& params, const Model&, const std::string& where) {
-    parse_patterns(params.get_string("exclude"), where);
+  info.plan = [](PlannedModel& planned, const ParamValues&, const std::string& where) {
+    if (!planned.quantized.empty()) throw InputError(where + ": quantize: the model is quantized already (by " + planned.quantized + ")");
+    planned.quantized = "quantize at " + where;
   };
   info.create = [](const ParamValues& params) { return std::make_unique<QuantizePass>(params); };
   return info;

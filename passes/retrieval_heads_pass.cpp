@@ -76,8 +76,8 @@ class RetrievalHeadsPass : public Pass {
     std::sort(retrieval.begin(), retrieval.end());
     set_head_scores(model, "retrieval", scores);
     set_head_role(model, "retrieval", retrieval);
-    const auto& protect = params_.get_string("protect");
-    if (!protect.empty()) protect_heads(model, parse_protect(model, protect, origin));
+    const auto& protect = params_.get_heads("protect");
+    if (!protect.empty()) protect_heads(model, resolve_heads(model, protect.roles, protect.heads, origin, "protect"));
 
     const auto zero_heads = std::count_if(ranking.begin(), ranking.end(), [](const auto& h) { return h.score == 0.0; });
     auto& stats = context.statistics;
@@ -198,15 +198,17 @@ PassInfo retrieval_heads_pass_info() {
       {"threshold", ParamType::Float, 0.1, "heads with a mean score at least this are retrieval heads", {}, 0.0, 1.0},
       {"top_k", ParamType::Int, std::int64_t{0}, "also mark the k best heads as retrieval heads", {}, 0.0, {}},
       {"insert_needle", ParamType::Bool, true, "false: a control run with the needle left out of the haystack", {}, {}, {}},
-      {"protect", ParamType::String, std::string(""), "\"retrieval\" protects the retrieval heads from every later transform; or a list like \"1.0, 1.3\"", {}, {}, {}},
+      {"protect", ParamType::HeadList, HeadList{}, "heads no later transform removes: retrieval (the heads this pass finds) and heads like 1.0, 1.3", {"retrieval"}, {}, {}},
       {"ablation", ParamType::Bool, false, "measure NIAH recall with the top 1, 2, 4, 8 heads removed vs random non-retrieval heads", {}, {}, {}},
       {"ablation_seeds", ParamType::Int, std::int64_t{5}, "random removals to average per k", {}, 1.0, 100.0},
   };
   for (auto& spec : needle_param_specs()) info.params.push_back(std::move(spec));
   info.check = [](const ParamValues& params, const Model& model, const std::string& where) {
     needle_options(params, model, where);
-    if (const auto& protect = params.get_string("protect"); !protect.empty() && protect != "retrieval")
-      parse_protect(model, protect, where);
+    check_heads_exist(model, params.get_heads("protect").heads, where, "protect");
+  };
+  info.plan = [](PlannedModel& planned, const ParamValues&, const std::string& where) {
+    planned.head_roles["retrieval"] = "retrieval-heads at " + where;
   };
   info.create = [](const ParamValues& params) { return std::make_unique<RetrievalHeadsPass>(params); };
   return info;

@@ -171,6 +171,8 @@ class SmoothPass : public Pass {
   explicit SmoothPass(const ParamValues& params) : params_(params) {}
 
   PreservedAnalyses run(Model& model, PassContext& context) override {
+    if (model.quantization.active())
+      throw InputError(context.where.str() + ": smooth: the model is quantized; run smooth before quantize");
     if (!model.family.block.pre_norm)
       throw InputError(context.where.str() + ": smooth needs pre-norm blocks (family " + model.family.name + ")");
     const double alpha = params_.get_float("alpha");
@@ -243,6 +245,15 @@ PassInfo smooth_pass_info() {
       {"data", ParamType::String, std::string(""), "data entry; default: calibration, then eval", {}, {}, {}},
       {"max_tokens", ParamType::Int, std::int64_t{8192}, "tokens of the data to use", {}, 1.0, {}},
       {"power_of_two", ParamType::Bool, false, "round each scale to a power of two, so the migration is exact in float (at some cost in how much scale moves)", {}, {}, {}},
+  };
+  info.check = [](const ParamValues&, const Model& model, const std::string& where) {
+    if (!model.family.block.pre_norm)
+      throw InputError(where + " needs pre-norm blocks (family " + model.family.name + ")");
+  };
+  info.plan = [](PlannedModel& planned, const ParamValues&, const std::string& where) {
+    if (!planned.quantized.empty())
+      throw InputError(where + ": smooth: it moves scale between weights and activations the quantization measured "
+                       "(quantization from " + planned.quantized + "); run it before quantize");
   };
   info.create = [](const ParamValues& params) { return std::make_unique<SmoothPass>(params); };
   return info;

@@ -9,6 +9,7 @@
 #include "core/model.h"
 #include "passes/analysis_manager.h"
 #include "passes/pass_context.h"
+#include "passes/pass_description.h"
 #include "passes/pass_registry.h"
 #include "pipeline/data_sets.h"
 #include "pipeline/outputs.h"
@@ -21,29 +22,6 @@
 
 namespace lathe {
 namespace {
-
-nlohmann::json describe_model(const Model& model) {
-  auto layers = nlohmann::json::array();
-  for (const auto& layer : model.layers)
-    layers.push_back({{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}});
-  return {{"path", model.source.path.string()},
-          {"format", model.source.format},
-          {"family", model.family.name},
-          {"hidden", model.config.hidden},
-          {"head_dim", model.config.head_dim},
-          {"vocab", model.config.vocab},
-          {"max_positions", model.config.max_positions},
-          {"layers", layers},
-          {"parameters", model.parameter_count()},
-          {"bytes_on_disk", model.source.bytes_on_disk}};
-}
-
-nlohmann::json params_json(const ParamValues& params) {
-  auto json = nlohmann::json::object();
-  for (const auto& [name, value] : params.values())
-    std::visit([&, &key = name](const auto& v) { json[key] = v; }, value);
-  return json;
-}
 
 // The evaluation the gates judge: the last one that compared against the original model.
 const nlohmann::json* gated_metrics(const nlohmann::json& metrics, const nlohmann::json& order) {
@@ -79,9 +57,31 @@ nlohmann::json check_gates(const Gates& gates, const nlohmann::json& metrics) {
 
 }  // namespace
 
+nlohmann::json describe_model(const Model& model) {
+  auto layers = nlohmann::json::array();
+  for (const auto& layer : model.layers)
+    layers.push_back({{"query_heads", layer.query_heads}, {"kv_heads", layer.kv_heads}, {"ffn_width", layer.ffn_width}});
+  return {{"path", model.source.path.string()},
+          {"format", model.source.format},
+          {"family", model.family.name},
+          {"hidden", model.config.hidden},
+          {"head_dim", model.config.head_dim},
+          {"vocab", model.config.vocab},
+          {"max_positions", model.config.max_positions},
+          {"layers", layers},
+          {"parameters", model.parameter_count()},
+          {"bytes_on_disk", model.source.bytes_on_disk}};
+}
+
 ModelLocation model_location(const ModelSpec& spec) { return {spec.path, spec.config, spec.family}; }
 
 void check_recipe_against_model(const Recipe& recipe, const Model& model) {
+  PlannedModel planned;
+  const std::string checkpoint = "the checkpoint";
+  if (model.quantization.active()) planned.quantized = checkpoint;
+  if (model.attention.gated) planned.gated_attention = checkpoint;
+  if (model.attention.clipped_softmax) planned.clipped_softmax = checkpoint;
+  if (has_head_role(model, "retrieval")) planned.head_roles["retrieval"] = checkpoint;
   for (const auto& invocation : recipe.passes) {
     for (const char* entry_param : {"data", "niah_data"}) {
       if (!invocation.params.has(entry_param)) continue;
@@ -94,7 +94,9 @@ void check_recipe_against_model(const Recipe& recipe, const Model& model) {
       }
     }
     const auto& info = *find_pass(invocation.name);
-    if (info.check) info.check(invocation.params, model, invocation.where.str() + ": " + invocation.name);
+    const auto where = invocation.where.str() + ": " + invocation.name;
+    if (info.check) info.check(invocation.params, model, where);
+    if (info.plan) info.plan(planned, invocation.params, invocation.where.str());
   }
 }
 
@@ -106,6 +108,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
   report["schema_version"] = kReportSchemaVersion;
   report["lathe_version"] = LATHE_VERSION;
   report["recipe"] = recipe.source;
+  report["normalized_recipe"] = recipe_to_json(recipe);
   report["threads"] = options.threads;
   if (const auto core = openblas_core(); !core.empty())
     report["blas"] = {{"library", "OpenBLAS"}, {"kernels", core}, {"kernels_chosen_by", openblas_core_chosen_by()}};
@@ -140,7 +143,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     report["dry_run"] = true;
     report["passes"] = nlohmann::json::array();
     for (const auto& invocation : recipe.passes)
-      report["passes"].push_back({{"name", invocation.name}, {"params", params_json(invocation.params)}});
+      report["passes"].push_back({{"name", invocation.name}, {"params", param_values_json(invocation.params)}});
     return result;
   }
 
@@ -167,7 +170,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     if (context.metrics.size() > labels_before) metric_order.push_back(context.statistics.value("label", ""));
     report["passes"].push_back({{"name", invocation.name},
                                 {"kind", pass_kind_name(info.kind)},
-                                {"params", params_json(invocation.params)},
+                                {"params", param_values_json(invocation.params)},
                                 {"wall_seconds", seconds},
                                 {"peak_rss_bytes", peak_rss_bytes()},
                                 {"statistics", context.statistics},

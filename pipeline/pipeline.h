@@ -30,13 +30,17 @@ struct RunResult {
 
 ModelLocation model_location(const ModelSpec& spec);
 
+// The model's summary in reports: family, sizes, layers, parameters, bytes on disk.
+nlohmann::json describe_model(const Model& model);
+
+// Everything about the recipe that can be known from the model's header, before any work: the
+// data entries the passes name exist, each pass's own checks (PassInfo::check) hold, and the
+// order of the passes can work (PassInfo::plan).
+void check_recipe_against_model(const Recipe& recipe, const Model& model);
+
 // Bad input is an InputError; a failed gate is reported in the result (the outputs are then
 // not written: a model that failed its gates must not be picked up by a later step).
 // `final_model`, when given, receives the model as the passes left it.
-// Everything about the recipe that can be known from the model's header, before any work: the
-// data entries the passes name exist and each pass's own checks (PassInfo::check) hold.
-void check_recipe_against_model(const Recipe& recipe, const Model& model);
-
 RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& progress, Model* final_model = nullptr);
 
 }  // namespace lathe

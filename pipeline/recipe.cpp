@@ -106,6 +106,12 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
 }
 
+std::string trimmed(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
 std::string one_line(const std::string& text) {
   std::string escaped;
   for (char c : text) {
@@ -205,6 +211,16 @@ const char* expected_type(ParamType type) {
       return "a number";
     case ParamType::String:
       return "a string";
+    case ParamType::IntList:
+      return "a list of integers (a sequence or \"64, 128\")";
+    case ParamType::FloatList:
+      return "a list of numbers (a sequence or \"0, 0.5, 1\")";
+    case ParamType::HeadList:
+      return "a list of heads (a sequence or \"1.0, 1.3\")";
+    case ParamType::IdRange:
+      return "a range of ids FIRST-LAST";
+    case ParamType::PatternList:
+      return "a list of tensor-name patterns (a sequence or \"lm_head.weight, layers.0.*\")";
   }
   return "a value";
 }
@@ -534,6 +550,7 @@ class RecipeReader {
 
   ParamValue read_value(const YAML::Node& node, const ParamSpec& spec, const std::string& subject,
                         const SourceLocation& where) const {
+    if (is_list_type(spec.type)) return read_list(node, spec, subject, where);
     if (!node.IsScalar()) fail_type(node, spec, subject, where);
     const std::string& text = node.Scalar();
     if (spec.type == ParamType::String) {
@@ -569,6 +586,51 @@ class RecipeReader {
         break;
     }
     return text;
+  }
+
+  // A list or range: a sequence of scalars, or one scalar of comma-separated items. Each
+  // item's problem is reported at the item: its own node, or its column inside the scalar.
+  ParamValue read_list(const YAML::Node& node, const ParamSpec& spec, const std::string& subject,
+                       const SourceLocation& where) const {
+    ParamValue value = empty_list_value(spec.type);
+    auto append = [&](const std::string& item, const SourceLocation& item_where) {
+      if (auto problem = append_param_item(spec, item, value); !problem.empty())
+        fail(item_where, subject + ": " + problem);
+    };
+    if (node.IsSequence()) {
+      if (spec.type == ParamType::IdRange) fail_type(node, spec, subject, where);
+      for (std::size_t index = 0; index < node.size(); ++index) {
+        const YAML::Node& item = node[index];
+        SourceLocation item_where = item.Mark().is_null() || where.line == 0
+                                        ? where
+                                        : SourceLocation{source_, item.Mark().line + 1, item.Mark().column + 1};
+        if (!item.IsScalar()) fail(item_where, subject + ": items must be scalars, got " + describe(item));
+        append(trimmed(item.Scalar()), item_where);
+      }
+      return value;
+    }
+    if (!node.IsScalar()) fail_type(node, spec, subject, where);
+    const std::string& text = node.Scalar();
+    if (trimmed(text).empty()) return value;
+    if (spec.type == ParamType::IdRange) {
+      append(trimmed(text), where);
+      return value;
+    }
+    // Columns inside the scalar are exact for one-line text without escapes; a quoted
+    // scalar's mark is its opening quote.
+    const bool columns_exact = where.line > 0 && text.find_first_of("\\\n") == std::string::npos;
+    const int first_column = where.column + (is_plain(node) ? 0 : 1);
+    std::size_t start = 0;
+    while (start <= text.size()) {
+      std::size_t end = std::min(text.find(',', start), text.size());
+      std::string item = text.substr(start, end - start);
+      std::size_t lead = item.find_first_not_of(" \t");
+      SourceLocation item_where = where;
+      if (columns_exact) item_where.column = first_column + static_cast<int>(start + (lead == std::string::npos ? 0 : lead));
+      append(trimmed(item), item_where);
+      start = end + 1;
+    }
+    return value;
   }
 
   [[noreturn]] void fail_type(const YAML::Node& node, const ParamSpec& spec, const std::string& subject,
@@ -741,6 +803,23 @@ class RecipeReader {
     if (info == nullptr) fail(pass.where, "unknown pass " + in_quotes(pass.name) + "; known passes: " + pass_names());
     Fields fields = read_fields(params, params_path, params_where, info->params, {"parameter", "of pass " + pass.name},
                                 "the parameters of pass " + pass.name, "a map {param: value}");
+    for (const auto& group : info->exclusive_params) {
+      const Field* first = nullptr;
+      std::string first_name;
+      for (const auto& name : group) {
+        auto given = fields.find(name);
+        if (given == fields.end()) continue;
+        if (first == nullptr) {
+          first = &given->second;
+          first_name = name;
+          continue;
+        }
+        fail(given->second.where, "parameters " + in_quotes(first_name) + " (at " + first->where.str() + ") and " +
+                                      in_quotes(name) + " of pass " + pass.name + " exclude each other; give one of " +
+                                      join(group));
+      }
+    }
+    for (const auto& [name, field] : fields) pass.given.insert(name);
     for (const ParamSpec& spec : info->params) {
       auto found = fields.find(spec.name);
       pass.params.set(spec.name, found == fields.end() ? spec.default_value : found->second.value);
@@ -842,6 +921,10 @@ YAML::Node load_document(const std::string& yaml_text, const std::string& source
 void emit_value(YAML::Emitter& out, const ParamValue& value) {
   if (const bool* flag = std::get_if<bool>(&value)) {
     out << *flag;
+  } else if (is_list_type(static_cast<ParamType>(value.index())) && !std::holds_alternative<IdRange>(value)) {
+    out << YAML::Flow << YAML::BeginSeq;
+    for (const auto& item : param_list_items(value)) out << item;
+    out << YAML::EndSeq;
   } else {
     // Numbers as their shortest exact text; strings as they are (the emitter quotes them
     // where YAML would misread them).
@@ -859,9 +942,19 @@ void emit_params(YAML::Emitter& out, const PassInvocation& pass) {
   for (const auto& [name, value] : pass.params.values()) {
     if (!contains(order, name)) order.push_back(name);
   }
+  // Of parameters that exclude each other, only the one given (or, with none given, the first).
+  auto excluded = [&](const std::string& name) {
+    if (info == nullptr) return false;
+    for (const auto& group : info->exclusive_params) {
+      if (!contains(group, name)) continue;
+      const bool any_given = std::any_of(group.begin(), group.end(), [&](const auto& member) { return pass.given.count(member) > 0; });
+      return any_given ? pass.given.count(name) == 0 : name != group.front();
+    }
+    return false;
+  };
   for (const std::string& name : order) {
     auto found = pass.params.values().find(name);
-    if (found == pass.params.values().end()) continue;
+    if (found == pass.params.values().end() || excluded(name)) continue;
     out << YAML::Key << name << YAML::Value;
     emit_value(out, found->second);
   }
@@ -975,5 +1068,43 @@ std::string recipe_to_yaml(const Recipe& recipe) {
   if (!out.good()) throw std::logic_error("cannot write the recipe as YAML: " + out.GetLastError());
   return std::string(out.c_str()) + "\n";
 }
+
+}  // namespace lathe
+
+namespace lathe {
+namespace {
+
+// recipe_to_yaml's text typed again: its plain scalars are numbers, bools or names, and the
+// emitter quotes every string that YAML would read as something else.
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      auto json = nlohmann::json::object();
+      for (auto it = node.begin(); it != node.end(); ++it) json[it->first.Scalar()] = yaml_to_json(it->second);
+      return json;
+    }
+    case YAML::NodeType::Sequence: {
+      auto json = nlohmann::json::array();
+      for (const auto& item : node) json.push_back(yaml_to_json(item));
+      return json;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& text = node.Scalar();
+      if (!is_plain(node)) return text;
+      if (auto flag = parse_bool(text)) return *flag;
+      std::int64_t integer = 0;
+      if (parse_int(text, &integer) == NumberParse::Ok) return integer;
+      double number = 0;
+      if (parse_float(text, &number) == NumberParse::Ok) return number;
+      return text;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+nlohmann::json recipe_to_json(const Recipe& recipe) { return yaml_to_json(YAML::Load(recipe_to_yaml(recipe))); }
 
 }  // namespace lathe

@@ -8,8 +8,11 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "formats/dataset.h"
 #include "passes/pass.h"
@@ -52,6 +55,7 @@ struct DataSpec {
 struct PassInvocation {
   std::string name;
   ParamValues params;    // every declared parameter, defaults filled in
+  std::set<std::string> given;  // the parameters the recipe names
   SourceLocation where;  // of the pass name
 };
 
@@ -93,5 +97,7 @@ Recipe load_recipe(const std::filesystem::path& path, const std::vector<std::str
 
 // The recipe back as YAML with every default filled in (what `lathe validate` prints).
 std::string recipe_to_yaml(const Recipe& recipe);
+// The same as JSON: numbers, bools and lists typed (`validate --json`, the report).
+nlohmann::json recipe_to_json(const Recipe& recipe);
 
 }  // namespace lathe

@@ -6,7 +6,7 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
-  cmake ninja-build g++ lld ccache pkg-config
+  cmake ninja-build g++ binutils ccache pkg-config
   libtorch-dev libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev libyaml-cpp-dev libtbb-dev libgtest-dev nlohmann-json3-dev
   libsentencepiece-dev zlib1g-dev

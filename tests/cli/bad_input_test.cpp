@@ -389,15 +389,21 @@ TEST_F(BadInput, StateDictRecordThatDoesNotMatchItsCrc) {
 // validate and --dry-run, before any work, as the run would.
 TEST_F(BadInput, PassParametersCheckedBeforeWork) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"retrieval-heads: {needle_ids: abc}", "needle_ids \"abc\""},
+      {"retrieval-heads: {needle_ids: abc}", "\"abc\" is not a range of ids"},
       {"retrieval-heads: {needle_ids: 0-9999}", "inside the vocabulary of 512"},
-      {"retrieval-heads: {depths: \"1.5\"}", "depths must lie between 0 and 1"},
-      {"retrieval-heads: {lengths: \"-5\"}", "lengths must lie between"},
+      {"retrieval-heads: {depths: \"1.5\"}", "\"1.5\" must be between 0 and 1"},
+      {"retrieval-heads: {depths: []}", "at least one depth"},
+      {"retrieval-heads: {lengths: \"-5\"}", "\"-5\" must be >= 3"},
+      {"retrieval-heads: {lengths: \"8\"}", "lengths must lie between 13 (longer than the needle)"},
       {"retrieval-heads: {lengths: \"100000\"}", "512 positions"},
       {"retrieval-heads: {cue_length: 20}", "cue_length must be shorter"},
       {"eval: {niah: true, depths: \"x\"}", "depths"},
       {"quantize: {exclude: \"[\"}", "is not a pattern"},
-      {"head-prune: {protect: \"1.99, x\"}", "\"1.99\" is not a head"},
+      {"head-prune: {protect: \"1.99, x\"}", "\"x\" is not a head"},
+      {"head-prune: {protect: \"1.99\"}", "1.99 is not a head of this model"},
+      {"head-prune: {protect: \"9.0\"}", "9.0 is not a head of this model (5 layers)"},
+      {"head-prune: {protect: retrieval}", "retrieval needs a retrieval-heads pass before this one"},
+      {"head-prune: {keep: 0.5, budget: 100}", "exclude each other"},
       {"eval: {data: valid}", "data \"valid\" is not a data entry"},
       {"eval: {niah: true, niah_data: haystack}", "niah_data \"haystack\" is not a data entry"},
   };
@@ -407,6 +413,34 @@ TEST_F(BadInput, PassParametersCheckedBeforeWork) {
     expect_bad_input(run_lathe({"validate", path.string()}), "recipe.yaml:5:", problem);
     expect_bad_input(run_lathe({"run", path.string(), "--dry-run"}), "recipe.yaml:5:", problem);
   }
+}
+
+// An order of passes that cannot work is refused before any work, naming the pass that made
+// the model what the later one cannot take.
+TEST_F(BadInput, PassOrderCheckedBeforeWork) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"gated-attention\n  - head-prune", "head-prune: it cannot remove heads of a gated-attention model (gates from "
+                                          "gated-attention at "},
+      {"quantize\n  - finetune", "finetune: the model is quantized (by quantize at "},
+      {"quantize\n  - smooth", "smooth: it moves scale between weights and activations the quantization measured"},
+      {"quantize\n  - quantize", "quantize: the model is quantized already"},
+      {"quantize\n  - clipped-softmax", "clipped-softmax: it changes activations the quantization was calibrated on"},
+      {"quantize\n  - gated-attention", "gated-attention: it changes activations the quantization was calibrated on"},
+      {"clipped-softmax\n  - clipped-softmax", "the model has a clipped softmax already (from clipped-softmax at "},
+      {"gated-attention\n  - gated-attention", "the model has gated attention already (from gated-attention at "},
+  };
+  for (const auto& [passes, problem] : cases) {
+    SCOPED_TRACE(passes);
+    auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + passes + "\n");
+    expect_bad_input(run_lathe({"validate", path.string()}), "recipe.yaml:6:", problem);
+    expect_bad_input(run_lathe({"run", path.string(), "--dry-run"}), "recipe.yaml:6:", problem);
+  }
+  // The same orders the other way round are fine.
+  auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ +
+                     "}\npasses:\n  - retrieval-heads: {protect: retrieval}\n  - head-prune: {protect: retrieval}\n"
+                     "  - gated-attention\n  - smooth\n  - finetune\n  - quantize\n");
+  auto validated = run_lathe({"validate", path.string()});
+  EXPECT_EQ(validated.exit_code, 0) << validated.err;
 }
 
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {

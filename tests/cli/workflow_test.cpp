@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -36,11 +37,70 @@ TEST(Cli, VersionAndHelp) {
   EXPECT_EQ(run_lathe({"frobnicate"}).exit_code, 2);
 }
 
+// Every bad input ends as an exception caught in main; an FDE that covers no code but starts
+// where a function starts can be found instead of that function's own, and an exception
+// thrown there ends in std::terminate (lld 14 left ten of them in this binary).
+TEST(Cli, EveryFunctionFindsItsOwnUnwindTable) {
+  ScratchFolder scratch;
+  const auto frames = scratch / "frames.txt";
+  const std::string command = "readelf --debug-dump=frames '" + std::string(LATHE_BINARY) + "' > '" + frames.string() + "' 2>/dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  std::istringstream lines(read_text(frames));
+  std::string line;
+  int fdes = 0;
+  while (std::getline(lines, line)) {
+    const auto at = line.find(" FDE cie=");
+    const auto range = line.find("pc=");
+    if (at == std::string::npos || range == std::string::npos) continue;
+    ++fdes;
+    const auto dots = line.find("..", range);
+    ASSERT_NE(dots, std::string::npos) << line;
+    EXPECT_NE(line.substr(range + 3, dots - range - 3), line.substr(dots + 2)) << "an empty FDE: " << line;
+  }
+  EXPECT_GT(fdes, 1000);
+}
+
 TEST(Cli, PassesListsEveryPassWithItsParameters) {
   auto result = run_lathe({"passes"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.out.find("eval (evaluation)"), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("kl: bool = true"), std::string::npos) << result.out;
+}
+
+TEST(Cli, PassesAsJsonForScripts) {
+  auto result = run_lathe({"passes", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto passes = nlohmann::json::parse(result.out);
+  ASSERT_TRUE(passes.is_array());
+  const nlohmann::json* prune = nullptr;
+  for (const auto& pass : passes)
+    if (pass["name"] == "head-prune") prune = &pass;
+  ASSERT_NE(prune, nullptr);
+  EXPECT_EQ((*prune)["kind"], "transform");
+  EXPECT_EQ((*prune)["exclusive_params"], nlohmann::json::parse(R"([["keep", "heads", "budget"]])"));
+  bool saw_protect = false;
+  for (const auto& param : (*prune)["params"]) {
+    if (param["name"] != "protect") continue;
+    saw_protect = true;
+    EXPECT_EQ(param["type"], "head list");
+    EXPECT_EQ(param["roles"], nlohmann::json::parse(R"(["retrieval"])"));
+    EXPECT_EQ(param["default"], nlohmann::json::array());
+  }
+  EXPECT_TRUE(saw_protect);
+  EXPECT_EQ(run_lathe({"passes", "--json", "--markdown"}).exit_code, 2);
+}
+
+// The README's parameter tables are what the registry says.
+TEST(Cli, ReadmeParameterTablesComeFromTheRegistry) {
+  auto result = run_lathe({"passes", "--markdown"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto readme = read_text(std::filesystem::path(LATHE_SOURCE_DIR) / "README.md");
+  const std::string begin = "<!-- lathe passes --markdown: begin -->\n", end = "<!-- lathe passes --markdown: end -->";
+  const auto from = readme.find(begin), to = readme.find(end);
+  ASSERT_NE(from, std::string::npos);
+  ASSERT_NE(to, std::string::npos);
+  EXPECT_EQ(readme.substr(from + begin.size(), to - from - begin.size()), result.out)
+      << "run: build/lathe passes --markdown, and paste it between the markers in README.md";
 }
 
 TEST(Cli, InspectStories260K) {
@@ -78,6 +138,21 @@ TEST(Cli, ValidatePrintsTheRecipeWithDefaults) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.out.find("kl: false"), std::string::npos) << result.out;
   EXPECT_NE(result.out.find("batch_size"), std::string::npos) << result.out;
+}
+
+TEST(Cli, ValidateJsonHasTheTypedRecipeAndTheModel) {
+  ScratchFolder scratch;
+  write_text(scratch / "r.yaml", "model: " + shared_path("models/stories260K/hf").string() +
+                                     "\npasses:\n  - retrieval-heads: {depths: \"0, 0.5\", needle_ids: 259-511}\n");
+  auto result = run_lathe({"validate", (scratch / "r.yaml").string(), "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  auto json = nlohmann::json::parse(result.out);
+  const auto& params = json["recipe"]["passes"][0]["retrieval-heads"];
+  EXPECT_EQ(params["depths"], nlohmann::json::parse("[0, 0.5]"));
+  EXPECT_EQ(params["needle_ids"], "259-511");
+  EXPECT_EQ(params["insert_needle"], true);
+  EXPECT_EQ(params["tests_per_cell"], 4);
+  EXPECT_EQ(json["model"]["parameters"], 260032);
 }
 
 TEST(Cli, Int8RecipeValidates) {

@@ -62,23 +62,54 @@ TEST(PassRegistry, DeclarationsAreConsistent) {
       EXPECT_EQ(spec.default_value.index(), static_cast<size_t>(spec.type)) << "default of the wrong type";
       EXPECT_EQ(info.find_param(spec.name), &spec);
       if (!spec.choices.empty()) {
-        ASSERT_EQ(spec.type, ParamType::String) << "choices are for string parameters";
-        const std::string& value = std::get<std::string>(spec.default_value);
-        EXPECT_NE(std::find(spec.choices.begin(), spec.choices.end(), value), spec.choices.end())
-            << "default \"" << value << "\" is not one of the choices";
+        ASSERT_TRUE(spec.type == ParamType::String || spec.type == ParamType::HeadList)
+            << "choices are for string parameters and the role words of head lists";
+        if (spec.type == ParamType::String) {
+          const std::string& value = std::get<std::string>(spec.default_value);
+          EXPECT_NE(std::find(spec.choices.begin(), spec.choices.end(), value), spec.choices.end())
+              << "default \"" << value << "\" is not one of the choices";
+        }
       }
       if (spec.min || spec.max) {
-        ASSERT_TRUE(spec.type == ParamType::Int || spec.type == ParamType::Float) << "bounds are for numbers";
-        double value = spec.type == ParamType::Int ? static_cast<double>(std::get<std::int64_t>(spec.default_value))
-                                                   : std::get<double>(spec.default_value);
-        if (spec.min) {
-          EXPECT_GE(value, *spec.min);
+        std::vector<double> numbers;
+        switch (spec.type) {
+          case ParamType::Int:
+            numbers = {static_cast<double>(std::get<std::int64_t>(spec.default_value))};
+            break;
+          case ParamType::Float:
+            numbers = {std::get<double>(spec.default_value)};
+            break;
+          case ParamType::IntList:
+            for (auto n : std::get<std::vector<std::int64_t>>(spec.default_value)) numbers.push_back(static_cast<double>(n));
+            break;
+          case ParamType::FloatList:
+            numbers = std::get<std::vector<double>>(spec.default_value);
+            break;
+          case ParamType::IdRange:
+            if (const auto& range = std::get<IdRange>(spec.default_value); !range.empty())
+              numbers = {static_cast<double>(range.first), static_cast<double>(range.last)};
+            break;
+          default:
+            FAIL() << "bounds are for numbers, lists of numbers and id ranges";
         }
-        if (spec.max) {
-          EXPECT_LE(value, *spec.max);
+        for (double value : numbers) {
+          if (spec.min) {
+            EXPECT_GE(value, *spec.min);
+          }
+          if (spec.max) {
+            EXPECT_LE(value, *spec.max);
+          }
         }
       }
+      if (is_list_type(spec.type)) {
+        // The default's text reads back as the default.
+        ParamValue read = empty_list_value(spec.type);
+        for (const auto& item : param_list_items(spec.default_value)) EXPECT_EQ(append_param_item(spec, item, read), "");
+        EXPECT_EQ(read, spec.default_value);
+      }
     }
+    for (const auto& group : info.exclusive_params)
+      for (const auto& name : group) EXPECT_NE(info.find_param(name), nullptr) << "exclusive parameter " << name;
   }
 }
 

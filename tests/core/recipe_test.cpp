@@ -284,6 +284,69 @@ TEST(RecipeErrors, IntParameterRejectsFractionsAndBounds) {
             "r.yaml:3:24: parameter \"batch_size\" of pass eval is out of range: \"99999999999999999999\"");
 }
 
+// Lists and ranges are read when the recipe is: a sequence or one comma-separated scalar,
+// each item checked, and a problem reported at the item's own column.
+TEST(RecipeParse, ListParametersFromSequencesOrCommaText) {
+  const char* kForms[] = {"lengths: [64, 128], depths: [0, 0.5]", "lengths: \"64, 128\", depths: \"0,0.5\"",
+                          "lengths: 64, depths: 0"};
+  for (const char* form : kForms) {
+    SCOPED_TRACE(form);
+    Recipe recipe = parse(std::string("model: m\npasses:\n  - retrieval-heads: {") + form + "}\n");
+    const auto& params = recipe.passes[0].params;
+    EXPECT_EQ(params.get_int_list("lengths").front(), 64);
+    EXPECT_EQ(params.get_float_list("depths").front(), 0.0);
+  }
+  Recipe recipe = parse("model: m\npasses:\n  - retrieval-heads: {needle_ids: 259-511, protect: \"retrieval, 1.10\"}\n"
+                        "  - quantize: {exclude: [lm_head.weight, \"layers.0.*\"]}\n");
+  EXPECT_EQ(recipe.passes[0].params.get_id_range("needle_ids"), (IdRange{259, 511}));
+  const auto& heads = recipe.passes[0].params.get_heads("protect");
+  EXPECT_EQ(heads.roles, std::vector<std::string>{"retrieval"});
+  EXPECT_EQ(heads.heads, (std::vector<HeadId>{{1, 10}}));
+  EXPECT_EQ(recipe.passes[1].params.get_patterns("exclude"), (std::vector<std::string>{"lm_head.weight", "layers.0.*"}));
+  // Empty text is the empty list: the parameter's default behaviour.
+  EXPECT_TRUE(parse("model: m\npasses:\n  - quantize: {exclude: \"\"}\n").passes[0].params.get_patterns("exclude").empty());
+  // The normalized text reads back the same.
+  expect_same_recipe(recipe, parse(recipe_to_yaml(recipe)));
+}
+
+TEST(RecipeErrors, ListItemsAreCheckedWhereTheyStand) {
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads: {depths: [0, 0.5, 1.5]}\n"),
+            "r.yaml:3:40: parameter \"depths\" of pass retrieval-heads: \"1.5\" must be between 0 and 1");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads: {lengths: \"64, x\"}\n"),
+            "r.yaml:3:37: parameter \"lengths\" of pass retrieval-heads: \"x\" is not an integer");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads:\n      lengths: 64, -5\n"),
+            "r.yaml:4:20: parameter \"lengths\" of pass retrieval-heads: \"-5\" must be >= 3");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads: {lengths: \"64,,128\"}\n"),
+            "r.yaml:3:36: parameter \"lengths\" of pass retrieval-heads: \"\" is not an integer");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads: {needle_ids: abc}\n"),
+            "r.yaml:3:35: parameter \"needle_ids\" of pass retrieval-heads: \"abc\" is not a range of ids FIRST-LAST, "
+            "e.g. 259-511");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads: {needle_ids: 511-259}\n"),
+            "r.yaml:3:35: parameter \"needle_ids\" of pass retrieval-heads: \"511-259\" ends before it starts");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - retrieval-heads: {needle_ids: [1, 2]}\n"),
+            "r.yaml:3:35: parameter \"needle_ids\" of pass retrieval-heads must be a range of ids FIRST-LAST, got a "
+            "sequence");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - head-prune: {protect: \"1.99, x\"}\n"),
+            "r.yaml:3:34: parameter \"protect\" of pass head-prune: \"x\" is not a head; give layer.head pairs like "
+            "\"1.0, 1.3\" or retrieval");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - quantize: {exclude: \"lm_head.weight, [\"}\n"),
+            "r.yaml:3:42: parameter \"exclude\" of pass quantize: \"[\" is not a pattern; give tensor names with * "
+            "and ? wildcards, e.g. \"lm_head.weight, layers.0.*\"");
+  EXPECT_EQ(error_of("model: m\npasses:\n  - quantize: {exclude: [{a: 1}]}\n"),
+            "r.yaml:3:26: parameter \"exclude\" of pass quantize: items must be scalars, got a map");
+}
+
+TEST(RecipeErrors, ParametersThatExcludeEachOther) {
+  EXPECT_EQ(error_of("model: m\npasses:\n  - head-prune: {keep: 0.5, heads: 3}\n"),
+            "r.yaml:3:36: parameters \"keep\" (at r.yaml:3:24) and \"heads\" of pass head-prune exclude each other; "
+            "give one of keep, heads, budget");
+  // The normalized recipe names only the one given, so it reads back.
+  Recipe recipe = parse("model: m\npasses:\n  - head-prune: {budget: 1000}\n");
+  EXPECT_EQ(recipe_to_yaml(recipe).find("keep"), std::string::npos) << recipe_to_yaml(recipe);
+  expect_same_recipe(recipe, parse(recipe_to_yaml(recipe)));
+  EXPECT_NE(recipe_to_yaml(parse("model: m\npasses:\n  - head-prune\n")).find("keep: 0.75"), std::string::npos);
+}
+
 TEST(RecipeErrors, BadChoiceListsTheChoices) {
   EXPECT_EQ(error_of("model: m\ndata:\n  eval: {tokens: t.bin, dtype: u8}\n"),
             "r.yaml:3:32: key \"dtype\" in data.eval must be one of u16, u32; got \"u8\"");
@@ -575,7 +638,11 @@ TEST(RecipeRoundTrip, PassParametersInDeclarationOrder) {
   for (size_t i = 0; i < info->params.size(); ++i) {
     const ParamSpec& spec = info->params[i];
     std::string value = spec.name == "label" ? "x" : param_value_to_string(spec.default_value);
-    if (value.empty() || value.find(',') != std::string::npos) value = "\"" + value + "\"";  // YAML quotes them
+    if (is_list_type(spec.type) && spec.type != ParamType::IdRange) {
+      value = "[" + value + "]";  // lists as flow sequences
+    } else if (value.empty()) {
+      value = "\"\"";
+    }
     line += (i == 0 ? "" : ", ") + spec.name + ": " + value;
   }
   line += "}\n";

@@ -170,7 +170,7 @@ TEST(NeedleRunner, SamplingAHaystackFromAModelAboveTheMemoryLimitIsRefused) {
 
 TEST(HeadProtection, ProtectedHeadsCannotBeRemoved) {
   auto model = load_model({shared_path("models/stories260K/hf")});
-  protect_heads(model, parse_protect(model, "1.0, 4.7", "r.yaml:3:5"));
+  protect_heads(model, resolve_heads(model, {}, {{1, 0}, {4, 7}}, "r.yaml:3:5", "protect"));
   EXPECT_NO_THROW(check_not_protected(model, {{1, 1}, {4, 6}}, "r.yaml:9:5"));
   try {
     check_not_protected(model, {{2, 2}, {4, 7}}, "r.yaml:9:5");
@@ -178,9 +178,9 @@ TEST(HeadProtection, ProtectedHeadsCannotBeRemoved) {
   } catch (const InputError& error) {
     EXPECT_NE(std::string(error.what()).find("r.yaml:9:5: head 4.7 is protected"), std::string::npos) << error.what();
   }
-  EXPECT_THROW(parse_protect(model, "5.0", "r.yaml:3:5"), InputError);   // no layer 5
-  EXPECT_THROW(parse_protect(model, "1.8", "r.yaml:3:5"), InputError);   // no head 8
-  EXPECT_THROW(parse_protect(model, "retrieval", "r.yaml:3:5"), InputError);  // nothing scored yet
+  EXPECT_THROW(resolve_heads(model, {}, {{5, 0}}, "r.yaml:3:5", "protect"), InputError);  // no layer 5
+  EXPECT_THROW(resolve_heads(model, {}, {{1, 8}}, "r.yaml:3:5", "protect"), InputError);  // no head 8
+  EXPECT_THROW(resolve_heads(model, {"retrieval"}, {}, "r.yaml:3:5", "protect"), InputError);  // nothing scored yet
 }
 
 }  // namespace

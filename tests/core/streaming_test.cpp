@@ -312,7 +312,7 @@ TEST(Streaming, AWholeModelPassRefusesToStartAboveTheMemoryLimit) {
   Progress quiet(false);
   RunOptions tight;
   tight.memory_limit = 1 << 20;  // stories260K is 1 MB of float32: a fine-tune needs two copies
-  const auto recipe = parse_recipe(recipe_text(folder / "c", "  - quantize: {}\n  - finetune: {steps: 1}\n"), "c.yaml");
+  const auto recipe = parse_recipe(recipe_text(folder / "c", "  - eval: {}\n  - finetune: {steps: 1}\n"), "c.yaml");
   try {
     run_recipe(recipe, tight, quiet);
     FAIL() << "expected the fine-tune to be refused";
