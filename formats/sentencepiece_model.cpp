@@ -1,6 +1,7 @@
 #include "formats/sentencepiece_model.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <iterator>
 #include <queue>
@@ -169,10 +170,12 @@ SentencePieceModel SentencePieceModel::parse(const std::string& bytes, const std
         model.reserved_.emplace(piece.text, id);
         break;
       case PieceType::Byte: {
-        unsigned value = 0;
-        if (piece.text.size() != 6 || std::sscanf(piece.text.c_str(), "<0x%2X>", &value) != 1)
-          throw InputError(origin, "byte piece \"" + piece.text + "\" is not of the form <0xXX>");
-        model.byte_ids_[value] = id;
+        // Exactly <0xXX> with two hex digits (sscanf's %X would also take a sign: "<0x-E>").
+        const auto& text = piece.text;
+        auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+        if (text.size() != 6 || text.compare(0, 3, "<0x") != 0 || !hex(text[3]) || !hex(text[4]) || text[5] != '>')
+          throw InputError(origin, "byte piece \"" + text + "\" is not of the form <0xXX>");
+        model.byte_ids_[std::stoi(text.substr(3, 2), nullptr, 16)] = id;
         model.reserved_.emplace(piece.text, id);
         break;
       }

@@ -82,5 +82,19 @@ TEST(SentencePieceModel, RejectsWhatItCannotRead) {
   }
 }
 
+// Found by fuzz/sentencepiece_fuzzer (fuzz/regressions/sentencepiece/byte-piece-with-a-sign):
+// a byte piece "<0x-E>" was read as byte 0xFFFFFFF2 and indexed past the byte table.
+TEST(SentencePieceModel, ByteParseAcceptsOnlyTwoHexDigits) {
+  const std::string model("\x0a\x0f\x0a\x06<0x-E>\x15\x00\x00\x00\x00\x18\x06\x12\x04\x18\x02xt\x1a\x0c\x0a\x08identity\x12\x00",
+                          37);
+  try {
+    SentencePieceModel::parse(model, "fuzzed.model");
+    FAIL() << "read a byte piece with a sign";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("byte piece \"<0x-E>\" is not of the form <0xXX>"), std::string::npos)
+        << error.what();
+  }
+}
+
 }  // namespace
 }  // namespace lathe
