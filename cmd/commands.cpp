@@ -10,6 +10,7 @@
 #include "core/model_loader.h"
 #include "passes/pass_description.h"
 #include "passes/pass_registry.h"
+#include "pipeline/junit_report.h"
 #include "pipeline/output_paths.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
@@ -96,17 +97,25 @@ namespace {
 // path after.
 struct FailureReportPlace {
   std::filesystem::path path;
+  std::filesystem::path junit;
   bool checked = false;
   std::string recipe_source;
 };
 
 // A CI job gets a machine-readable answer on every exit; writing it must not hide the error.
 void write_failure_report(const FailureReportPlace& place, int exit_code, const std::string& message) {
-  if (place.path.empty() || (!place.checked && !may_hold_failure_report(place.path))) return;
+  const auto report = failure_report(exit_code, message, place.recipe_source);
+  auto may_write = [&](const std::filesystem::path& path) {
+    return !path.empty() && (place.checked || may_hold_failure_report(path));
+  };
   try {
-    write_report(failure_report(exit_code, message, place.recipe_source), place.path);
+    if (may_write(place.path)) write_report(report, place.path);
   } catch (const std::exception&) {
     // The run's own error is the one to report.
+  }
+  try {
+    if (may_write(place.junit)) write_junit(report, place.junit);
+  } catch (const std::exception&) {
   }
 }
 
@@ -121,9 +130,12 @@ int run_recipe_command(const RunCommand& command, FailureReportPlace& failure) {
     options.memory_limit = command.memory_limit.empty() ? static_cast<std::int64_t>(available_memory_bytes())
                                                         : parse_memory_limit(command.memory_limit);
     const auto report_path = command.report ? *command.report : default_report_path(recipe);
+    const auto junit_path = command.junit.value_or(std::filesystem::path());
     failure.path.clear();  // a report path these checks refuse is never written
-    check_output_paths(recipe, report_path, command.report.has_value(), command.recipe.value_or(std::filesystem::path()));
-    if (!command.dry_run) failure = {report_path, true, recipe.source};
+    failure.junit.clear();
+    check_output_paths(recipe, report_path, command.report.has_value(), command.recipe.value_or(std::filesystem::path()),
+                       junit_path);
+    if (!command.dry_run) failure = {report_path, junit_path, true, recipe.source};
     if (!report_path.empty())
       options.artifacts_dir = report_path.has_parent_path() ? report_path.parent_path() : std::filesystem::path(".");
     Progress progress;
@@ -134,6 +146,7 @@ int run_recipe_command(const RunCommand& command, FailureReportPlace& failure) {
         write_report(result.report, report_path);
         std::cout << "report   " << report_path.string() << "\n";
       }
+      if (!junit_path.empty()) write_junit(result.report, junit_path);
     }
     if (result.exit_code == kExitGateFailed)
       std::fprintf(stderr, "lathe: gate failed: the model misses the recipe's quality gates; no model was written\n");
@@ -145,7 +158,10 @@ int run_recipe_command(const RunCommand& command, FailureReportPlace& failure) {
 
 int run_command(const RunCommand& command) {
   FailureReportPlace failure;
-  if (command.report && !command.dry_run) failure.path = *command.report;
+  if (!command.dry_run) {
+    if (command.report) failure.path = *command.report;
+    if (command.junit) failure.junit = *command.junit;
+  }
   try {
     return run_recipe_command(command, failure);
   } catch (const InputError& error) {

@@ -16,6 +16,7 @@ struct RunCommand {
   bool dry_run = false;
   int threads = 0;  // 0: all cores
   std::optional<std::filesystem::path> report;
+  std::optional<std::filesystem::path> junit;  // the report as JUnit XML, on every exit
   std::string memory_limit;  // "24G", "512M", bytes; empty: the memory available at start
 };
 int run_command(const RunCommand& command);

@@ -34,6 +34,7 @@ int run(int argc, char** argv) {
                   "threads for tensor math (default: the CPUs this process may use: affinity, cgroup quota)")
       ->check(CLI::Range(1, 1024));
   run->add_option("--report", run_options.report, "write the JSON report here (default: beside the first output)");
+  run->add_option("--junit", run_options.junit, "also write the report as JUnit XML here: a test case per pass, gate and the run");
   run->add_option("--memory-limit", run_options.memory_limit,
                   "memory the run may use, e.g. 16G or 512M (default: what the machine has available); passes "
                   "that hold the whole model refuse to start above it, layer-streamed passes keep hidden states "

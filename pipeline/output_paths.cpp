@@ -106,7 +106,7 @@ bool may_hold_failure_report(const fs::path& path) {
 }
 
 void check_output_paths(const Recipe& recipe, const fs::path& report_path, bool report_on_command_line,
-                        const fs::path& recipe_file) {
+                        const fs::path& recipe_file, const fs::path& junit_path) {
   std::vector<PlacedPath> inputs;
   const auto model = resolve(recipe.model.path);
   std::error_code error;
@@ -143,6 +143,11 @@ void check_output_paths(const Recipe& recipe, const fs::path& report_path, bool 
     PlacedPath write{resolve(report_path), "the report", where, static_cast<int>(recipe.outputs.size())};
     if (fs::is_directory(write.resolved, error)) refuse(write, "is a folder; the report is a file");
     writes.insert(writes.begin(), write);  // checked first: named on its own, it is the likelier mistake
+  }
+  if (!junit_path.empty()) {
+    PlacedPath write{resolve(junit_path), "the JUnit report", "--junit", static_cast<int>(recipe.outputs.size()) + 1};
+    if (fs::is_directory(write.resolved, error)) refuse(write, "is a folder; the JUnit report is a file");
+    writes.insert(writes.begin(), write);
   }
 
   for (const auto& write : writes) check_not_system(write);

@@ -21,8 +21,9 @@ namespace lathe {
 // Paths are compared after resolving symbolic links, so a link to an input is that input.
 // `report_path` may be empty (no report); `report_on_command_line` says it came from --report,
 // otherwise it is the default beside the first output and errors name that output's line.
+// `junit_path` (--junit) is checked as the report is.
 void check_output_paths(const Recipe& recipe, const std::filesystem::path& report_path, bool report_on_command_line,
-                        const std::filesystem::path& recipe_file = {});
+                        const std::filesystem::path& recipe_file = {}, const std::filesystem::path& junit_path = {});
 
 // Whether a report may be written at `path` when the run failed before check_output_paths
 // cleared it (a recipe that does not parse, say): only a new file in an existing folder outside

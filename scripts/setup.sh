@@ -7,7 +7,7 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
   cmake ninja-build g++ binutils ccache pkg-config
-  clang libfuzzer-14-dev
+  clang libfuzzer-14-dev libxml2-utils
   libtorch-dev libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev libyaml-cpp-dev libtbb-dev libgtest-dev nlohmann-json3-dev
   libsentencepiece-dev zlib1g-dev
