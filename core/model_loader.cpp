@@ -99,8 +99,11 @@ ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& famil
   const auto layer_count = hf.get_int(keys.layers);
   const auto heads = hf.get_int(keys.heads);
   const auto kv_heads = config_int(hf, keys.kv_heads, heads);
-  if (config.hidden <= 0 || config.vocab <= 0 || layer_count <= 0 || heads <= 0 || kv_heads <= 0)
-    throw InputError(file, "hidden size, vocabulary, layers and heads must be positive");
+  const std::pair<const std::string*, std::int64_t> sizes[] = {
+      {&keys.hidden, config.hidden}, {&keys.vocab, config.vocab}, {&keys.layers, layer_count},
+      {&keys.heads, heads},          {&keys.kv_heads, kv_heads}};
+  for (const auto& [key, value] : sizes)
+    if (value <= 0) throw InputError(file, quote(*key) + " is " + std::to_string(value) + "; it must be positive");
   // Far beyond any released model; the tensors are checked against these sizes once read, and
   // nothing is allocated from them before that but one small entry per layer.
   check_at_most(hf, keys.layers, layer_count, kMaxLayers);

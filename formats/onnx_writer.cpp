@@ -4,6 +4,7 @@
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -657,7 +658,11 @@ void check_graph(const Graph& graph, const std::filesystem::path& destination) {
 }
 
 void serialize(const onnx::ModelProto& proto, std::ostream& out, const std::filesystem::path& destination) {
-  if (!proto.SerializeToOstream(&out)) throw std::runtime_error("cannot serialize the ONNX model " + destination.string());
+  errno = 0;
+  if (proto.SerializeToOstream(&out)) return;
+  // The stream failed: the disk, not lathe (full, read-only, a file-size limit).
+  if (!out) throw InputError(destination.string(), "cannot write: " + write_error_text(errno));
+  throw std::runtime_error("cannot serialize the ONNX model " + destination.string());
 }
 
 void set_location(onnx::ModelProto& proto, const std::string& location) {
@@ -692,7 +697,7 @@ void write_onnx(const Model& model, const std::filesystem::path& path, const Onn
   ExternalData external{&data.stream(), data.temporary_path().filename().string()};
   auto proto = build_model(model, options, &external);
   data.stream().flush();
-  if (!data.stream()) throw InputError(data_path.string(), "write failed (disk full?)");
+  if (!data.stream()) throw InputError(data_path.string(), "cannot write: " + write_error_text(errno));
   {
     AtomicFile checked(path);
     serialize(proto, checked.stream(), path);

@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "support/allocator.h"
 #include "support/atomic_file.h"
+#include "support/errors.h"
 
 namespace lathe {
 namespace {
@@ -181,64 +182,68 @@ void write_safetensors_model(const Model& model, const std::filesystem::path& de
   // Written whole into a staging folder beside the destination, then put in its place at once:
   // an interrupted run never leaves weights without their config or tokenizer there.
   StagedFolder staged(destination);
-  const auto& folder = staged.path();
-  if (options.max_shard_bytes <= 0) throw std::invalid_argument("max_shard_bytes must be positive");
-  const auto plan = plan_checkpoint(model, options.dtype);
-  Metadata file_metadata(metadata.begin(), metadata.end());
-  file_metadata["format"] = "pt";
-  if (!model.annotations.empty()) file_metadata["lathe"] = model.annotations.dump();
+  try {
+    const auto& folder = staged.path();
+    if (options.max_shard_bytes <= 0) throw std::invalid_argument("max_shard_bytes must be positive");
+    const auto plan = plan_checkpoint(model, options.dtype);
+    Metadata file_metadata(metadata.begin(), metadata.end());
+    file_metadata["format"] = "pt";
+    if (!model.annotations.empty()) file_metadata["lathe"] = model.annotations.dump();
 
-  // Shards in checkpoint order, each up to max_shard_bytes (a larger tensor gets one alone).
-  std::vector<std::vector<std::size_t>> shards;
-  std::uint64_t shard_bytes = 0, total_bytes = 0;
-  for (std::size_t i = 0; i < plan.size(); ++i) {
-    const auto bytes = TensorHeader{plan[i].name, plan[i].dtype, plan[i].shape}.byte_count();
-    if (shards.empty() || (shard_bytes > 0 && shard_bytes + bytes > static_cast<std::uint64_t>(options.max_shard_bytes))) {
-      shards.emplace_back();
-      shard_bytes = 0;
+    // Shards in checkpoint order, each up to max_shard_bytes (a larger tensor gets one alone).
+    std::vector<std::vector<std::size_t>> shards;
+    std::uint64_t shard_bytes = 0, total_bytes = 0;
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      const auto bytes = TensorHeader{plan[i].name, plan[i].dtype, plan[i].shape}.byte_count();
+      if (shards.empty() || (shard_bytes > 0 && shard_bytes + bytes > static_cast<std::uint64_t>(options.max_shard_bytes))) {
+        shards.emplace_back();
+        shard_bytes = 0;
+      }
+      shards.back().push_back(i);
+      shard_bytes += bytes;
+      total_bytes += bytes;
     }
-    shards.back().push_back(i);
-    shard_bytes += bytes;
-    total_bytes += bytes;
-  }
-  auto shard_name = [&](std::size_t index) {
-    if (shards.size() == 1) return std::string("model.safetensors");
-    char name[64];
-    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, shards.size());
-    return std::string(name);
-  };
+    auto shard_name = [&](std::size_t index) {
+      if (shards.size() == 1) return std::string("model.safetensors");
+      char name[64];
+      std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, shards.size());
+      return std::string(name);
+    };
 
-  nlohmann::json weight_map = nlohmann::json::object();
-  for (std::size_t s = 0; s < shards.size(); ++s) {
-    std::vector<TensorHeader> headers;
-    for (auto i : shards[s]) {
-      headers.push_back({plan[i].name, plan[i].dtype, plan[i].shape});
-      weight_map[plan[i].name] = shard_name(s);
+    nlohmann::json weight_map = nlohmann::json::object();
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+      std::vector<TensorHeader> headers;
+      for (auto i : shards[s]) {
+        headers.push_back({plan[i].name, plan[i].dtype, plan[i].shape});
+        weight_map[plan[i].name] = shard_name(s);
+      }
+      write_safetensors_streamed(folder / shard_name(s), headers, file_metadata, [&](std::size_t k, std::ostream& out) {
+        const auto& planned = plan[shards[s][k]];
+        const auto tensor = planned.make();
+        out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
+        for (const auto& source : planned.sources) model.release_pages(source);
+        return_freed_memory();
+      });
     }
-    write_safetensors_streamed(folder / shard_name(s), headers, file_metadata, [&](std::size_t k, std::ostream& out) {
-      const auto& planned = plan[shards[s][k]];
-      const auto tensor = planned.make();
-      out.write(static_cast<const char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
-      for (const auto& source : planned.sources) model.release_pages(source);
-      return_freed_memory();
-    });
-  }
-  const auto index_path = folder / "model.safetensors.index.json";
-  if (shards.size() > 1) {
-    const auto index = nlohmann::json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n";
-    write_file_atomically(index_path, [&](std::ostream& out) { out << index; });
-  }
-  // torch_dtype states the floats the file holds (the embedding's, unless that is int8).
-  DType float_type = DType::F32;
-  for (auto it = plan.rbegin(); it != plan.rend(); ++it)
-    if (it->dtype != DType::I8 && !it->name.starts_with(kWeightScalePrefix) &&
-        (float_type == DType::F32 || (it->sources.size() == 1 && it->sources[0] == "embed.weight")))
-      float_type = it->dtype;
-  const auto config = config_json(model, torch_dtype_name(float_type)).dump(2) + "\n";
-  write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config; });
-  if (!model.source.tokenizer.empty()) {
-    std::ifstream in(model.source.tokenizer, std::ios::binary);
-    write_file_atomically(folder / model.source.tokenizer.filename(), [&](std::ostream& out) { out << in.rdbuf(); });
+    const auto index_path = folder / "model.safetensors.index.json";
+    if (shards.size() > 1) {
+      const auto index = nlohmann::json{{"metadata", {{"total_size", total_bytes}}}, {"weight_map", weight_map}}.dump(2) + "\n";
+      write_file_atomically(index_path, [&](std::ostream& out) { out << index; });
+    }
+    // torch_dtype states the floats the file holds (the embedding's, unless that is int8).
+    DType float_type = DType::F32;
+    for (auto it = plan.rbegin(); it != plan.rend(); ++it)
+      if (it->dtype != DType::I8 && !it->name.starts_with(kWeightScalePrefix) &&
+          (float_type == DType::F32 || (it->sources.size() == 1 && it->sources[0] == "embed.weight")))
+        float_type = it->dtype;
+    const auto config = config_json(model, torch_dtype_name(float_type)).dump(2) + "\n";
+    write_file_atomically(folder / "config.json", [&](std::ostream& out) { out << config; });
+    if (!model.source.tokenizer.empty()) {
+      std::ifstream in(model.source.tokenizer, std::ios::binary);
+      write_file_atomically(folder / model.source.tokenizer.filename(), [&](std::ostream& out) { out << in.rdbuf(); });
+    }
+  } catch (const InputError& error) {
+    throw InputError(staged.at_destination(error.what()));
   }
   staged.commit();
 }

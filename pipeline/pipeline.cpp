@@ -73,7 +73,12 @@ nlohmann::json describe_model(const Model& model) {
           {"bytes_on_disk", model.source.bytes_on_disk}};
 }
 
-ModelLocation model_location(const ModelSpec& spec) { return {spec.path, spec.config, spec.family}; }
+ModelLocation model_location(const ModelSpec& spec) {
+  std::error_code error;
+  if (!std::filesystem::exists(spec.path, error))
+    throw InputError(spec.where.str() + ": model " + spec.path.string() + ": no such file or folder");
+  return {spec.path, spec.config, spec.family};
+}
 
 void check_recipe_against_model(const Recipe& recipe, const Model& model) {
   PlannedModel planned;

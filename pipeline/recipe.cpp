@@ -662,13 +662,23 @@ class RecipeReader {
     if (found == fields.end()) fail(where, "missing key \"" + key + "\" in " + what);
     const std::string& path = std::get<std::string>(found->second.value);
     if (path.empty()) fail(found->second.where, "key \"" + key + "\" in " + what + " must not be empty");
+    check_path_text(path, found->second.where, "key \"" + key + "\" in " + what);
     return path;
+  }
+
+  // A path with a line break or spaces at either end is almost always a quote left open (the
+  // scalar then runs on through the lines after it).
+  void check_path_text(const std::string& path, const SourceLocation& where, const std::string& what) const {
+    if (path.find_first_of("\n\r") != std::string::npos || trimmed(path) != path)
+      fail(where, what + " " + in_quotes(one_line(path)) +
+                      " has a line break or spaces at its ends; is a quote left open?");
   }
 
   ModelSpec read_model(const MapEntry& entry) const {
     ModelSpec model;
     if (entry.value.IsScalar()) {
       if (entry.value.Scalar().empty()) fail(entry.value_where, "model must not be empty");
+      check_path_text(entry.value.Scalar(), entry.value_where, "model");
       model.path = entry.value.Scalar();
       model.where = entry.value_where;
       return model;

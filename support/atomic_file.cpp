@@ -76,6 +76,13 @@ StagedFolder::~StagedFolder() {
   std::filesystem::remove_all(staging_, ignored);
 }
 
+std::string StagedFolder::at_destination(std::string message) const {
+  const auto staged = staging_.string(), destination = destination_.string();
+  for (auto at = message.find(staged); at != std::string::npos; at = message.find(staged, at + destination.size()))
+    message.replace(at, staged.size(), destination);
+  return message;
+}
+
 void StagedFolder::commit() {
   sync_file(staging_);
   std::error_code ec;
@@ -117,9 +124,14 @@ AtomicFile::~AtomicFile() {
   std::filesystem::remove(temporary_, ignored);
 }
 
+std::string write_error_text(int error_number) {
+  return error_number != 0 ? std::string(std::strerror(error_number)) : std::string("the write failed (disk full?)");
+}
+
 void AtomicFile::commit() {
+  errno = 0;
   out_.flush();
-  if (!out_) throw InputError(destination_.string(), "write failed (disk full?)");
+  if (!out_) throw InputError(destination_.string(), "cannot write: " + write_error_text(errno));
   out_.close();
   sync_file(temporary_);
   std::error_code ec;

@@ -47,12 +47,18 @@ class StagedFolder {
 
   const std::filesystem::path& path() const { return staging_; }
   void commit();
+  // `message` about a file being staged, naming its destination instead ("out/m/config.json:
+  // cannot write", not the staging folder's name).
+  std::string at_destination(std::string message) const;
 
  private:
   std::filesystem::path destination_;
   std::filesystem::path staging_;
   bool committed_ = false;
 };
+
+// What a failed write's errno says ("No space left on device"), or a guess when it says nothing.
+std::string write_error_text(int error_number);
 
 // Writes `destination` through a temporary file in the same folder that is renamed over it
 // only after `write` returned and the data reached the disk, so an interrupted run never

@@ -33,8 +33,8 @@ std::string safetensors(const nlohmann::json& header, std::size_t data) {
 class BadInput : public ::testing::Test {
  protected:
   // A model folder with stories260K's config.json and the given model.safetensors bytes.
-  std::filesystem::path model_folder(const std::string& safetensors_bytes) {
-    const auto folder = scratch_ / "model";
+  std::filesystem::path model_folder(const std::string& safetensors_bytes, const std::string& name = "model") {
+    const auto folder = scratch_ / name / "model";
     std::filesystem::create_directories(folder);
     std::filesystem::copy_file(shared_path("models/stories260K/hf/config.json"), folder / "config.json",
                                std::filesystem::copy_options::overwrite_existing);
@@ -42,15 +42,22 @@ class BadInput : public ::testing::Test {
     return folder;
   }
 
-  std::filesystem::path recipe(const std::string& text) {
-    const auto path = scratch_ / "recipe.yaml";
-    write_text(path, text);
-    return path;
+  // recipe.yaml in the scratch folder, or in its subfolder `name` (cases run side by side).
+  std::filesystem::path recipe(const std::string& text, const std::string& name = "") {
+    const auto folder = name.empty() ? scratch_.path() : scratch_ / name;
+    std::filesystem::create_directories(folder);
+    write_text(folder / "recipe.yaml", text);
+    return folder / "recipe.yaml";
   }
 
-  // Exit code 2, one line on stderr, naming `subject` and saying `problem`.
+  // Exit code 2, one line on stderr, naming `subject` and saying `problem`; found without
+  // reading much (bounds against a reader that runs away, not timings: lathe's own start,
+  // mostly LibTorch's loading, is 1.0-1.7 s of CPU and 165 MB).
   void expect_bad_input(const CommandResult& result, const std::string& subject, const std::string& problem) {
+    ++cases_;
     EXPECT_EQ(result.exit_code, 2) << result.err << result.out;
+    EXPECT_LT(result.cpu_seconds, 3.0) << result.err;
+    EXPECT_LT(result.max_rss_bytes, 300L << 20) << result.err;
     ASSERT_FALSE(result.err.empty());
     EXPECT_EQ(result.err.find('\n'), result.err.size() - 1) << "not one line: " << result.err;
     EXPECT_EQ(result.err.rfind("lathe: error: ", 0), 0u) << result.err;
@@ -61,6 +68,23 @@ class BadInput : public ::testing::Test {
   const std::string stories_ = shared_path("models/stories260K/hf").string();
   const std::string tokens_ = shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string();
   ScratchFolder scratch_;
+ public:
+  static int cases() { return cases_; }
+
+ protected:
+  static inline int cases_ = 0;  // bad inputs checked by every BadInput and OutputPaths test
+};
+
+// The suite's size, when it runs whole: the issue asks for at least 200 bad inputs.
+class BadInputCount : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    const auto* unit = ::testing::UnitTest::GetInstance();
+    if (unit->test_to_run_count() != unit->total_test_count()) return;  // a filtered run
+    std::printf("bad inputs checked: %d\n", counted());
+    EXPECT_GE(counted(), 200);
+  }
+  static int counted();
 };
 
 const nlohmann::json kTwoTensors = {{"a", {{"dtype", "F32"}, {"shape", {2, 2}}, {"data_offsets", {0, 16}}}},
@@ -244,6 +268,102 @@ TEST_F(BadInput, ConfigValuesLatheDoesNotCompute) {
   expect_bad_input(run_lathe({"inspect", folder.string()}), "config.json", "number overflow parsing '1e400'");
 }
 
+// Every size in config.json of the wrong type or out of range, and the numbers of the wrong type.
+TEST_F(BadInput, ConfigSizesOfTheWrongTypeOrRange) {
+  auto folder = model_folder(read_text(shared_path("models/stories260K/hf/model.safetensors")));
+  const auto original = nlohmann::json::parse(read_text(folder / "config.json"));
+  const std::vector<nlohmann::json> bad_sizes = {-1, 0, "64", nlohmann::json::array({64}), {{"a", 1}}, true, 1.5};
+  std::vector<std::pair<std::string, nlohmann::json>> cases;
+  for (const char* key : {"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                          "intermediate_size", "vocab_size", "max_position_embeddings"})
+    for (const auto& value : bad_sizes) cases.emplace_back(key, value);
+  for (const char* key : {"rms_norm_eps", "rope_theta"})
+    for (const nlohmann::json& value : {nlohmann::json("1e-5"), nlohmann::json::array(), nlohmann::json(true)})
+      cases.emplace_back(key, value);
+  std::vector<std::vector<std::string>> commands;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto copy = scratch_ / ("case-" + std::to_string(i));
+    std::filesystem::create_directories(copy);
+    std::filesystem::copy(folder, copy, std::filesystem::copy_options::recursive);
+    auto config = original;
+    config[cases[i].first] = cases[i].second;
+    write_text(copy / "config.json", config.dump());
+    commands.push_back({"inspect", copy.string()});
+  }
+  const auto results = run_lathe_each(commands);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].first + " = " + cases[i].second.dump());
+    expect_bad_input(results[i], "config.json", cases[i].first);
+  }
+}
+
+// A checkpoint cut short anywhere: in the header's length, in the header, in the tensor data.
+TEST_F(BadInput, SafetensorsCutAnywhere) {
+  const auto bytes = read_text(shared_path("models/stories260K/hf/model.safetensors"));
+  std::uint64_t header_length = 0;
+  for (int i = 7; i >= 0; --i) header_length = header_length << 8 | static_cast<unsigned char>(bytes[i]);
+  std::vector<std::size_t> cuts = {0, 1, 4, 7, 8, 9};
+  for (int i = 1; i <= 8; ++i) cuts.push_back(8 + header_length * i / 9);
+  for (int i = 0; i < 10; ++i) cuts.push_back(8 + header_length + (bytes.size() - 8 - header_length) * i / 10);
+  cuts.push_back(bytes.size() - 1);
+  std::vector<std::vector<std::string>> commands;
+  for (std::size_t i = 0; i < cuts.size(); ++i)
+    commands.push_back({"inspect", model_folder(bytes.substr(0, cuts[i]), "cut-" + std::to_string(i)).string()});
+  const auto results = run_lathe_each(commands);
+  for (std::size_t i = 0; i < cuts.size(); ++i) {
+    SCOPED_TRACE("cut at " + std::to_string(cuts[i]) + " of " + std::to_string(bytes.size()));
+    expect_bad_input(results[i], "model.safetensors", "");
+  }
+}
+
+// Recipes with a section or a value of the wrong kind: validate and --dry-run both refuse them.
+TEST_F(BadInput, RecipeValuesOfTheWrongKind) {
+  const std::string data = "data:\n  eval: {tokens: " + tokens_ + "}\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model: []\n", "model must be a path or a map"},
+      {"model: {config: c.json}\n", "missing key \"path\" in model"},
+      {"model: {path: " + stories_ + ", weights: x}\n", "unknown key \"weights\""},
+      {"model: " + stories_ + "\ndata: []\n", "data must be"},
+      {"model: " + stories_ + "\ndata: 5\n", "data must be"},
+      {"model: " + stories_ + "\ndata:\n  eval: 5\n", "data.eval must be"},
+      {"model: " + stories_ + "\ndata:\n  eval: {tokens: []}\n", "tokens"},
+      {"model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + ", seq_len: -1}\n", "seq_len"},
+      {"model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + ", seq_len: x}\n", "seq_len"},
+      {"model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + ", max_tokens: -5}\n", "max_tokens"},
+      {"model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + ", batch_size: 1.5}\n", "batch_size"},
+      {"model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + ", pack: maybe}\n", "pack"},
+      {"model: " + stories_ + "\n" + data + "passes: {eval: {}}\n", "passes must be a sequence"},
+      {"model: " + stories_ + "\n" + data + "passes: 5\n", "passes must be a sequence"},
+      {"model: " + stories_ + "\n" + data + "passes:\n  - [eval]\n", "each entry of passes"},
+      {"model: " + stories_ + "\n" + data + "passes:\n  - eval: [kl]\n", "the parameters of pass eval must be"},
+      {"model: " + stories_ + "\n" + data + "passes:\n  - eval: {kl: yes}\n", "kl"},
+      {"model: " + stories_ + "\n" + data + "passes:\n  - eval: {batch_size: -3}\n", "batch_size"},
+      {"model: " + stories_ + "\n" + data + "outputs: {format: onnx}\n", "outputs must be a sequence"},
+      {"model: " + stories_ + "\n" + data + "outputs:\n  - {format: tflite, path: m}\n", "unknown output format"},
+      {"model: " + stories_ + "\n" + data + "outputs:\n  - {format: onnx}\n", "missing key \"path\""},
+      {"model: " + stories_ + "\n" + data + "outputs:\n  - {format: onnx, path: m.onnx, dtype: float16}\n", "dtype applies to safetensors"},
+      {"model: " + stories_ + "\n" + data + "gates: []\n", "gates must be"},
+      {"model: " + stories_ + "\n" + data + "gates: {max_kl: -1}\n", "max_kl"},
+      {"model: " + stories_ + "\n" + data + "gates: {max_nothing: 1}\n", "unknown key \"max_nothing\""},
+      {"model: " + stories_ + "\n" + data + "passes:\n  - eval\ngates: {max_kl: 0.1}\npasses: []\n", "duplicate key"},
+      {"model: \"" + stories_ + "\n", "is a quote left open?"},
+      {"model: " + stories_ + "\n---\nmodel: x\n", "YAML documents"},
+  };
+  std::vector<std::vector<std::string>> commands;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& text = cases[i].first;
+    const auto path = recipe(text, "case-" + std::to_string(i)).string();
+    commands.push_back({"validate", path});
+    commands.push_back({"run", path, "--dry-run"});
+  }
+  const auto results = run_lathe_each(commands);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].first);
+    expect_bad_input(results[2 * i], "recipe.yaml", cases[i].second);
+    expect_bad_input(results[2 * i + 1], "recipe.yaml", cases[i].second);
+  }
+}
+
 TEST_F(BadInput, GptConfigValuesLatheDoesNotCompute) {
   const auto source = shared_path("models/makemore-names-gpt/hf");
   const auto folder = scratch_ / "gpt";
@@ -407,11 +527,18 @@ TEST_F(BadInput, PassParametersCheckedBeforeWork) {
       {"eval: {data: valid}", "data \"valid\" is not a data entry"},
       {"eval: {niah: true, niah_data: haystack}", "niah_data \"haystack\" is not a data entry"},
   };
-  for (const auto& [pass, problem] : cases) {
-    SCOPED_TRACE(pass);
-    auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + pass + "\n");
-    expect_bad_input(run_lathe({"validate", path.string()}), "recipe.yaml:5:", problem);
-    expect_bad_input(run_lathe({"run", path.string(), "--dry-run"}), "recipe.yaml:5:", problem);
+  std::vector<std::vector<std::string>> commands;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& pass = cases[i].first;
+    const auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + pass + "\n", "case-" + std::to_string(i)).string();
+    commands.push_back({"validate", path});
+    commands.push_back({"run", path, "--dry-run"});
+  }
+  const auto results = run_lathe_each(commands);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].first);
+    expect_bad_input(results[2 * i], "recipe.yaml:5:", cases[i].second);
+    expect_bad_input(results[2 * i + 1], "recipe.yaml:5:", cases[i].second);
   }
 }
 
@@ -429,11 +556,18 @@ TEST_F(BadInput, PassOrderCheckedBeforeWork) {
       {"clipped-softmax\n  - clipped-softmax", "the model has a clipped softmax already (from clipped-softmax at "},
       {"gated-attention\n  - gated-attention", "the model has gated attention already (from gated-attention at "},
   };
-  for (const auto& [passes, problem] : cases) {
-    SCOPED_TRACE(passes);
-    auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + passes + "\n");
-    expect_bad_input(run_lathe({"validate", path.string()}), "recipe.yaml:6:", problem);
-    expect_bad_input(run_lathe({"run", path.string(), "--dry-run"}), "recipe.yaml:6:", problem);
+  std::vector<std::vector<std::string>> commands;
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& passes = cases[i].first;
+    const auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + passes + "\n", "case-" + std::to_string(i)).string();
+    commands.push_back({"validate", path});
+    commands.push_back({"run", path, "--dry-run"});
+  }
+  const auto results = run_lathe_each(commands);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE(cases[i].first);
+    expect_bad_input(results[2 * i], "recipe.yaml:6:", cases[i].second);
+    expect_bad_input(results[2 * i + 1], "recipe.yaml:6:", cases[i].second);
   }
   // The same orders the other way round are fine.
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ +
@@ -441,6 +575,25 @@ TEST_F(BadInput, PassOrderCheckedBeforeWork) {
                      "  - gated-attention\n  - smooth\n  - finetune\n  - quantize\n");
   auto validated = run_lathe({"validate", path.string()});
   EXPECT_EQ(validated.exit_code, 0) << validated.err;
+}
+
+// A disk that fills up while an output is written (a file-size limit stands in for it): exit 2
+// naming the output, and nothing left at the output paths or beside them but the report.
+TEST_F(BadInput, AFullDiskIsBadInputAndLeavesNothing) {
+  for (const std::string format : {"onnx", "safetensors"}) {
+    SCOPED_TRACE(format);
+    const auto out = scratch_ / ("out-" + format);
+    const auto output = format == "onnx" ? out / "m.onnx" : out / "m";
+    auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ +
+                       ", max_tokens: 256}\npasses:\n  - eval: {kl: false}\noutputs:\n  - {format: " + format +
+                       ", path: " + output.string() + "}\n");
+    auto result = run_lathe_on_a_small_disk({"run", path.string(), "--threads", "1"}, 256 << 10);
+    expect_bad_input(result, output.string(), "cannot write: ");
+    std::vector<std::string> left;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(out)) left.push_back(entry.path().filename());
+    EXPECT_EQ(left, std::vector<std::string>{"report.json"});
+    EXPECT_EQ(nlohmann::json::parse(read_text(out / "report.json"))["status"], "bad_input");
+  }
 }
 
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
@@ -570,6 +723,9 @@ TEST_F(OutputPaths, OutputsBesideTheInputsRun) {
   EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/model/model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/report.json"));
 }
+
+int BadInputCount::counted() { return BadInput::cases(); }
+const auto* const kBadInputCount = ::testing::AddGlobalTestEnvironment(new BadInputCount);
 
 }  // namespace
 }  // namespace lathe::testing

@@ -332,6 +332,41 @@ TEST_F(RunRecipe, AReportOnEveryExit) {
 }
 
 // Without --threads a run uses the CPUs it may use, not the machine's: under taskset, one.
+// `--junit FILE` on every exit: valid against the JUnit schema the test ships, with a case per
+// pass, per gate and for the run.
+TEST_F(RunRecipe, AJUnitReportOnEveryExit) {
+  const auto stories = shared_path("models/stories260K/hf").string();
+  const auto tokens = shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string();
+  const auto junit = scratch_ / "junit.xml";
+  auto check = [&](const std::vector<std::string>& arguments, int exit_code, const std::vector<std::string>& expected) {
+    std::filesystem::remove(junit);
+    auto result = run_lathe(arguments);
+    ASSERT_EQ(result.exit_code, exit_code) << result.err;
+    const std::string validate = "xmllint --noout --schema '" + std::string(LATHE_SOURCE_DIR) + "/tests/cli/junit.xsd' '" +
+                                 junit.string() + "' 2>/dev/null";
+    EXPECT_EQ(std::system(validate.c_str()), 0) << read_text(junit);
+    const auto xml = read_text(junit);
+    for (const auto& text : expected) EXPECT_NE(xml.find(text), std::string::npos) << text << " not in\n" << xml;
+  };
+  auto ok = write_recipe("model: " + stories, "  eval: {tokens: " + tokens + ", max_tokens: 256}");
+  check({"run", ok.string(), "--junit", junit.string()}, 0,
+        {"<testsuites name=\"lathe\" tests=\"2\" failures=\"0\" errors=\"0\">", "name=\"1 eval\"",
+         "<testcase classname=\"lathe.run\" name=\"run\""});
+  auto gated = write_recipe("model: " + stories, "  eval: {tokens: " + tokens + ", max_tokens: 256}",
+                            "gates: {max_loss_increase: -0.001, max_kl: 1}\n");
+  check({"run", gated.string(), "--junit", junit.string()}, 3,
+        {"tests=\"4\" failures=\"1\" errors=\"0\"", "name=\"max_loss_increase\"", "<failure type=\"gate_failed\"",
+         "name=\"max_kl\" time=\"0.000\"/>"});
+  auto missing = write_recipe("model: " + stories, "  eval: {tokens: " + (scratch_ / "gone.bin").string() + "}");
+  check({"run", missing.string(), "--junit", junit.string()}, 2, {"<error type=\"bad_input\"", "gone.bin"});
+  write_text(scratch_ / "broken.yaml", "model: [unclosed\n");
+  check({"run", (scratch_ / "broken.yaml").string(), "--junit", junit.string()}, 2, {"invalid YAML"});
+  // A JUnit path the output checks refuse is never written.
+  auto over_input = run_lathe({"run", ok.string(), "--junit", (scratch_ / "recipe.yaml").string()});
+  EXPECT_EQ(over_input.exit_code, 2);
+  EXPECT_NE(read_text(scratch_ / "recipe.yaml").find("model:"), std::string::npos);
+}
+
 TEST_F(RunRecipe, DefaultThreadsFollowTheCpuAffinity) {
   auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
                              "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() +
