@@ -447,8 +447,11 @@ struct FieldNaming {
 
 class RecipeReader {
  public:
-  RecipeReader(std::string source, const OverrideTable& overrides)
-      : source_(std::move(source)), overrides_(overrides) {}
+  RecipeReader(std::string source, const OverrideTable& overrides, const std::string& text)
+      : source_(std::move(source)), overrides_(overrides) {
+    std::stringstream lines(text);
+    for (std::string line; std::getline(lines, line);) lines_.push_back(line);
+  }
 
   Recipe read(const YAML::Node& root) {
     Recipe recipe;
@@ -666,12 +669,27 @@ class RecipeReader {
     return path;
   }
 
-  // A path with a line break or spaces at either end is almost always a quote left open (the
-  // scalar then runs on through the lines after it).
+  // A quoted path that does not end on its own line is almost always a quote left open: YAML
+  // then runs the path on through the lines after it, folding them into spaces.
   void check_path_text(const std::string& path, const SourceLocation& where, const std::string& what) const {
-    if (path.find_first_of("\n\r") != std::string::npos || trimmed(path) != path)
-      fail(where, what + " " + in_quotes(one_line(path)) +
-                      " has a line break or spaces at its ends; is a quote left open?");
+    if (where.line <= 0 || where.line > static_cast<int>(lines_.size()) || where.column <= 0) return;
+    const std::string& line = lines_[where.line - 1];
+    const auto open = static_cast<std::size_t>(where.column - 1);
+    if (open >= line.size() || (line[open] != '"' && line[open] != '\'')) return;
+    // The closing quote on the same line, past escaped ones ('' inside single quotes, \" inside double).
+    for (std::size_t i = open + 1; i < line.size(); ++i) {
+      if (line[open] == '"' && line[i] == '\\') {
+        ++i;
+      } else if (line[i] == line[open]) {
+        if (line[open] == '\'' && i + 1 < line.size() && line[i + 1] == '\'') {
+          ++i;
+        } else {
+          return;
+        }
+      }
+    }
+    fail(where, what + " " + in_quotes(one_line(path)) + " starts a quote that this line does not close; a path is one "
+                "line (is a quote left open?)");
   }
 
   ModelSpec read_model(const MapEntry& entry) const {
@@ -904,6 +922,7 @@ class RecipeReader {
 
   std::string source_;
   const OverrideTable& overrides_;
+  std::vector<std::string> lines_;  // of the recipe file, to find where a quoted scalar ends
 };
 
 YAML::Node load_document(const std::string& yaml_text, const std::string& source) {
@@ -997,7 +1016,7 @@ Recipe parse_recipe(const std::string& yaml_text, const std::string& source,
   OverrideTable table;
   OverrideApplier applier(root, table);
   for (const std::string& text : overrides) applier.apply(text);
-  return RecipeReader(source, table).read(root);
+  return RecipeReader(source, table, yaml_text).read(root);
 }
 
 Recipe load_recipe(const std::filesystem::path& path, const std::vector<std::string>& overrides) {

@@ -50,6 +50,30 @@ class BadInput : public ::testing::Test {
     return folder / "recipe.yaml";
   }
 
+  // stories260K with an eval data entry and `passes` as the list's first entry (line 5).
+  std::string with_passes(const std::string& passes) const {
+    return "model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + passes + "\n";
+  }
+
+  // Each case's recipe (made from its text by `recipe_of`) is refused by validate and by
+  // --dry-run alike: exit 2, naming `subject` and saying the case's problem.
+  template <typename RecipeOf>
+  void expect_recipes_refused(const std::vector<std::pair<std::string, std::string>>& cases, RecipeOf recipe_of,
+                              const std::string& subject) {
+    std::vector<std::vector<std::string>> commands;
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const auto path = recipe(recipe_of(cases[i].first), "case-" + std::to_string(i)).string();
+      commands.push_back({"validate", path});
+      commands.push_back({"run", path, "--dry-run"});
+    }
+    const auto results = run_lathe_each(commands);
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      SCOPED_TRACE(cases[i].first);
+      expect_bad_input(results[2 * i], subject, cases[i].second);
+      expect_bad_input(results[2 * i + 1], subject, cases[i].second);
+    }
+  }
+
   // Exit code 2, one line on stderr, naming `subject` and saying `problem`; found without
   // reading much (bounds against a reader that runs away, not timings: lathe's own start,
   // mostly LibTorch's loading, is 1.0-1.7 s of CPU and 165 MB).
@@ -349,19 +373,7 @@ TEST_F(BadInput, RecipeValuesOfTheWrongKind) {
       {"model: \"" + stories_ + "\n", "is a quote left open?"},
       {"model: " + stories_ + "\n---\nmodel: x\n", "YAML documents"},
   };
-  std::vector<std::vector<std::string>> commands;
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    const auto& text = cases[i].first;
-    const auto path = recipe(text, "case-" + std::to_string(i)).string();
-    commands.push_back({"validate", path});
-    commands.push_back({"run", path, "--dry-run"});
-  }
-  const auto results = run_lathe_each(commands);
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    SCOPED_TRACE(cases[i].first);
-    expect_bad_input(results[2 * i], "recipe.yaml", cases[i].second);
-    expect_bad_input(results[2 * i + 1], "recipe.yaml", cases[i].second);
-  }
+  expect_recipes_refused(cases, [&](const std::string& text) { return text; }, "recipe.yaml");
 }
 
 TEST_F(BadInput, GptConfigValuesLatheDoesNotCompute) {
@@ -527,19 +539,7 @@ TEST_F(BadInput, PassParametersCheckedBeforeWork) {
       {"eval: {data: valid}", "data \"valid\" is not a data entry"},
       {"eval: {niah: true, niah_data: haystack}", "niah_data \"haystack\" is not a data entry"},
   };
-  std::vector<std::vector<std::string>> commands;
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    const auto& pass = cases[i].first;
-    const auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + pass + "\n", "case-" + std::to_string(i)).string();
-    commands.push_back({"validate", path});
-    commands.push_back({"run", path, "--dry-run"});
-  }
-  const auto results = run_lathe_each(commands);
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    SCOPED_TRACE(cases[i].first);
-    expect_bad_input(results[2 * i], "recipe.yaml:5:", cases[i].second);
-    expect_bad_input(results[2 * i + 1], "recipe.yaml:5:", cases[i].second);
-  }
+  expect_recipes_refused(cases, [&](const std::string& pass) { return with_passes(pass); }, "recipe.yaml:5:");
 }
 
 // An order of passes that cannot work is refused before any work, naming the pass that made
@@ -556,19 +556,7 @@ TEST_F(BadInput, PassOrderCheckedBeforeWork) {
       {"clipped-softmax\n  - clipped-softmax", "the model has a clipped softmax already (from clipped-softmax at "},
       {"gated-attention\n  - gated-attention", "the model has gated attention already (from gated-attention at "},
   };
-  std::vector<std::vector<std::string>> commands;
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    const auto& passes = cases[i].first;
-    const auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ + "}\npasses:\n  - " + passes + "\n", "case-" + std::to_string(i)).string();
-    commands.push_back({"validate", path});
-    commands.push_back({"run", path, "--dry-run"});
-  }
-  const auto results = run_lathe_each(commands);
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    SCOPED_TRACE(cases[i].first);
-    expect_bad_input(results[2 * i], "recipe.yaml:6:", cases[i].second);
-    expect_bad_input(results[2 * i + 1], "recipe.yaml:6:", cases[i].second);
-  }
+  expect_recipes_refused(cases, [&](const std::string& passes) { return with_passes(passes); }, "recipe.yaml:6:");
   // The same orders the other way round are fine.
   auto path = recipe("model: " + stories_ + "\ndata:\n  eval: {tokens: " + tokens_ +
                      "}\npasses:\n  - retrieval-heads: {protect: retrieval}\n  - head-prune: {protect: retrieval}\n"
