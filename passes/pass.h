@@ -62,6 +62,11 @@ struct ParamSpec {
   std::optional<double> max;
 };
 
+// Whether `number` lies within the spec's bounds, and the bounds as a message says them:
+// "between 0 and 1", ">= 3", "<= 100".
+bool param_in_bounds(const ParamSpec& spec, double number);
+std::string param_bounds_text(const ParamSpec& spec);
+
 // The empty value of a list or range type.
 ParamValue empty_list_value(ParamType type);
 // Appends one item of a list (or, for IdRange, reads the whole "first-last") to `value`.

@@ -25,13 +25,6 @@ std::string cell(const std::string& text) {
   return escaped;
 }
 
-std::string bounds_text(const ParamSpec& spec) {
-  if (spec.min && spec.max) return param_value_to_string(*spec.min) + " to " + param_value_to_string(*spec.max);
-  if (spec.min) return ">= " + param_value_to_string(*spec.min);
-  if (spec.max) return "<= " + param_value_to_string(*spec.max);
-  return "";
-}
-
 }  // namespace
 
 nlohmann::json param_value_json(const ParamValue& value) { return std::visit(ValueJson{}, value); }
@@ -76,7 +69,7 @@ std::string pass_registry_markdown() {
     }
     out << "\n\n| parameter | type | default | values | meaning |\n| --- | --- | --- | --- | --- |\n";
     for (const ParamSpec& spec : info.params) {
-      std::string values = bounds_text(spec);
+      std::string values = spec.min || spec.max ? param_bounds_text(spec) : "";
       for (const auto& choice : spec.choices) values += (values.empty() ? "" : ", ") + choice;
       const auto default_text = param_value_to_string(spec.default_value);
       out << "| `" << spec.name << "` | " << param_type_name(spec.type) << " | "

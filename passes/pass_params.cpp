@@ -4,12 +4,12 @@
 #include <array>
 #include <cctype>
 #include <charconv>
-#include <cmath>
 #include <stdexcept>
 #include <system_error>
 #include <type_traits>
 
 #include "passes/pass.h"
+#include "support/number_parse.h"
 
 namespace lathe {
 
@@ -78,36 +78,13 @@ const T& get_as(const ParamValue& value, const std::string& name, ParamType want
                          with_article(static_cast<ParamType>(value.index())) + ", not " + with_article(wanted));
 }
 
-bool read_int(std::string_view text, std::int64_t* value) {
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  if (text.empty() || text.front() == '+') return false;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return error == std::errc() && end == text.data() + text.size();
-}
+bool read_int(std::string_view text, std::int64_t* value) { return parse_int(text, value) == NumberParse::Ok; }
 
-bool read_float(std::string_view text, double* value) {
-  // from_chars also reads "inf", "nan" and hexadecimal, which a recipe has no use for.
-  if (text.empty() || text.find_first_not_of("0123456789.eE+-") != std::string_view::npos) return false;
-  if (text.front() == '+') text.remove_prefix(1);
-  if (text.empty() || text.front() == '+') return false;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return error == std::errc() && end == text.data() + text.size() && std::isfinite(*value);
-}
+bool read_float(std::string_view text, double* value) { return parse_float(text, value) == NumberParse::Ok; }
 
 // "" when `number` is within the spec's bounds, else what is wrong.
 std::string out_of_bounds(const ParamSpec& spec, double number, const std::string& text) {
-  const bool below = spec.min && number < *spec.min;
-  const bool above = spec.max && number > *spec.max;
-  if (!below && !above) return "";
-  std::string range;
-  if (spec.min && spec.max) {
-    range = "between " + shortest_double(*spec.min) + " and " + shortest_double(*spec.max);
-  } else if (spec.min) {
-    range = ">= " + shortest_double(*spec.min);
-  } else {
-    range = "<= " + shortest_double(*spec.max);
-  }
-  return "\"" + text + "\" must be " + range;
+  return param_in_bounds(spec, number) ? "" : "\"" + text + "\" must be " + param_bounds_text(spec);
 }
 
 bool is_pattern(const std::string& text) {
@@ -165,6 +142,17 @@ struct ValueText {
 std::vector<std::string> param_list_items(const ParamValue& value) { return std::visit(ListItems{}, value); }
 
 std::string param_value_to_string(const ParamValue& value) { return std::visit(ValueText{}, value); }
+
+bool param_in_bounds(const ParamSpec& spec, double number) {
+  return !(spec.min && number < *spec.min) && !(spec.max && number > *spec.max);
+}
+
+std::string param_bounds_text(const ParamSpec& spec) {
+  if (spec.min && spec.max) return "between " + shortest_double(*spec.min) + " and " + shortest_double(*spec.max);
+  if (spec.min) return ">= " + shortest_double(*spec.min);
+  if (spec.max) return "<= " + shortest_double(*spec.max);
+  return "any value";
+}
 
 ParamValue empty_list_value(ParamType type) {
   switch (type) {

@@ -16,6 +16,7 @@
 
 #include "passes/pass_registry.h"
 #include "support/bounded_file.h"
+#include "support/number_parse.h"
 #include "support/errors.h"
 
 namespace lathe {
@@ -157,9 +158,6 @@ std::string child_path(const std::string& parent, const std::string& key) {
 // "the recipe" for the root, else the dotted path: "data.eval", "passes.0".
 std::string path_name(const std::string& path) { return path.empty() ? "the recipe" : path; }
 
-// A bound for a message: integral values without a fraction ("0", not "0.0").
-std::string format_bound(double bound) { return param_value_to_string(bound); }
-
 // ---------------------------------------------------------------------------------------
 // Scalars as typed values. YAML's own typing is looser than lathe wants (yes/no, 1.5 read as
 // an int by truncation), so the rules are here: a bool is true or false; an int has no
@@ -171,34 +169,6 @@ std::optional<bool> parse_bool(const std::string& text) {
   if (text == "true" || text == "True" || text == "TRUE") return true;
   if (text == "false" || text == "False" || text == "FALSE") return false;
   return std::nullopt;
-}
-
-enum class NumberParse { Ok, NotANumber, OutOfRange };
-
-NumberParse parse_int(const std::string& text, std::int64_t* value) {
-  std::string_view digits = text;
-  if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
-  if (digits.empty() || digits.front() == '+') return NumberParse::NotANumber;
-  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), *value);
-  if (end != digits.data() + digits.size()) return NumberParse::NotANumber;
-  if (error == std::errc::result_out_of_range) return NumberParse::OutOfRange;
-  return error == std::errc() ? NumberParse::Ok : NumberParse::NotANumber;
-}
-
-NumberParse parse_float(const std::string& text, double* value) {
-  // from_chars also reads "inf", "nan" and hexadecimal; YAML spells those differently and a
-  // recipe has no use for them.
-  if (text.find_first_not_of("0123456789.eE+-") != std::string::npos) return NumberParse::NotANumber;
-  if (text.find_first_of("0123456789") == std::string::npos) return NumberParse::NotANumber;
-  std::string_view digits = text;
-  if (digits.front() == '+') digits.remove_prefix(1);
-  if (digits.empty() || digits.front() == '+') return NumberParse::NotANumber;
-  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), *value);
-  if (end != digits.data() + digits.size()) return NumberParse::NotANumber;
-  if (error == std::errc::result_out_of_range || (error == std::errc() && !std::isfinite(*value))) {
-    return NumberParse::OutOfRange;
-  }
-  return error == std::errc() ? NumberParse::Ok : NumberParse::NotANumber;
 }
 
 const char* expected_type(ParamType type) {
@@ -645,18 +615,8 @@ class RecipeReader {
 
   void check_bounds(double value, const ParamSpec& spec, const std::string& subject, const SourceLocation& where,
                     const std::string& text) const {
-    bool below = spec.min && value < *spec.min;
-    bool above = spec.max && value > *spec.max;
-    if (!below && !above) return;
-    std::string range;
-    if (spec.min && spec.max) {
-      range = "between " + format_bound(*spec.min) + " and " + format_bound(*spec.max);
-    } else if (spec.min) {
-      range = ">= " + format_bound(*spec.min);
-    } else {
-      range = "<= " + format_bound(*spec.max);
-    }
-    fail(where, subject + " must be " + range + ", got " + text);
+    if (param_in_bounds(spec, value)) return;
+    fail(where, subject + " must be " + param_bounds_text(spec) + ", got " + text);
   }
 
   const std::string& required_path(const Fields& fields, const std::string& key, const SourceLocation& where,
