@@ -36,17 +36,17 @@
 
 #include "core/model.h"
 #include "core/model_loader.h"
-#include "formats/onnx_writer.h"
+#include "datasets/data_sets.h"
 #include "passes/analysis_manager.h"
 #include "passes/pass_context.h"
 #include "passes/pass_registry.h"
-#include "pipeline/data_sets.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "random_llama.h"
 #include "support/allocator.h"
 #include "support/errors.h"
 #include "support/progress.h"
+#include "writers/onnx_writer.h"
 
 namespace {
 
@@ -125,7 +125,7 @@ class Workbench {
   lathe::Model original_;
   lathe::DataSets data_;
   lathe::AnalysisManager analyses_;
-  lathe::Progress progress_{false};
+  lathe::Progress progress_{lathe::ProgressStyle::None};
 };
 
 std::string model_header(const std::string& shared, const std::string& model, int window) {
@@ -202,7 +202,7 @@ std::vector<Curve> quality_curve(const std::string& shared, const std::string& n
   if (best_method) *best_method = best->method;
 
   // The same removal through the whole pipeline (run_recipe) must give the same heads and loss.
-  lathe::Progress quiet(false);
+  lathe::Progress quiet(lathe::ProgressStyle::None);
   lathe::RunOptions options;
   options.threads = at::get_num_threads();
   const auto report = lathe::run_recipe(
@@ -309,7 +309,7 @@ int preservation(const std::string& shared, const std::string& method) {
               static_cast<long long>(kEvalTokens));
   std::printf("%-26s %6s %12s %9s  %s\n", "model", "heads", "NIAH recall", "loss", "removed heads");
   std::map<std::string, double> recall;
-  lathe::Progress quiet(false);
+  lathe::Progress quiet(lathe::ProgressStyle::None);
   lathe::RunOptions options;
   options.threads = at::get_num_threads();
   std::string retrieval_heads;

@@ -10,8 +10,8 @@
 #include <fstream>
 #include <random>
 
-#include "formats/safetensors_model_writer.h"
 #include "random_llama.h"
+#include "writers/safetensors_model_writer.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -138,7 +138,9 @@ int run_recipe_command(const RunCommand& command, FailureReportPlace& failure) {
     if (!command.dry_run) failure = {report_path, junit_path, true, recipe.source};
     if (!report_path.empty())
       options.artifacts_dir = report_path.has_parent_path() ? report_path.parent_path() : std::filesystem::path(".");
-    Progress progress;
+    Progress progress(command.progress == "plain"  ? ProgressStyle::Plain
+                      : command.progress == "none" ? ProgressStyle::None
+                                                   : ProgressStyle::Auto);
     auto result = run_recipe(recipe, options, progress);
     std::cout << format_report(result.report) << std::flush;
     if (!command.dry_run) {

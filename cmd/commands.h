@@ -18,6 +18,7 @@ struct RunCommand {
   std::optional<std::filesystem::path> report;
   std::optional<std::filesystem::path> junit;  // the report as JUnit XML, on every exit
   std::string memory_limit;  // "24G", "512M", bytes; empty: the memory available at start
+  std::string progress = "auto";  // auto, plain or none (support/progress.h)
 };
 int run_command(const RunCommand& command);
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <vector>
 
 #include "cmd/commands.h"
 #include "support/allocator.h"
@@ -39,6 +40,10 @@ int run(int argc, char** argv) {
                   "memory the run may use, e.g. 16G or 512M (default: what the machine has available); passes "
                   "that hold the whole model refuse to start above it, layer-streamed passes keep hidden states "
                   "beyond a quarter of it in temporary files");
+  run->add_option("--progress", run_options.progress,
+                  "how long passes show progress on stderr: auto (a live line on a terminal, else plain), plain "
+                  "(a \"lathe: ...\" line at most every 10 s) or none")
+      ->check(CLI::IsMember({"auto", "plain", "none"}));
 
   lathe::InspectCommand inspect_options;
   auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's family, structure and size");
@@ -84,29 +89,45 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-// Settings the math libraries read only when they load, before main: `lathe run` starts itself
-// again with them when the user did not choose.
-// - OpenMP threads that finished their share busy-wait for the next one; on a shared CI runner
-//   that spinning fights the other processes for the cores (a 2-thread matrix product measured
-//   5x slower beside one busy process), so the passive policy.
-// - OpenBLAS's kernels for this CPU when it did not recognize it (support/blas_core.h).
-void start_with_library_settings(int argc, char** argv) {
+// Settings the math libraries read only when they load, before main.
+//
+// OpenMP threads that finished their share busy-wait for the next one; on a shared CI runner
+// that spinning fights the other processes for the cores (a 2-thread matrix product measured
+// 5x slower beside one busy process), so `lathe run` uses the passive policy unless the user
+// chose one. libgomp reads OMP_WAIT_POLICY in its initializer, so the process must start with
+// it. Functions in an executable's .preinit_array run before any shared library's initializer:
+// lathe starts itself again from there, before LibTorch's initializers (about a second of CPU)
+// have run. Setting the variable there is not enough: libc's own initializer, which runs after,
+// resets the environment to the one the process started with.
+void start_with_passive_wait_policy(int argc, char** argv, char** envp) {
   if (argc < 2 || std::strcmp(argv[1], "run") != 0) return;
-  bool changed = false;
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    ::setenv("OMP_WAIT_POLICY", "passive", 0);
-    changed = true;
+  std::vector<char*> environment;
+  for (char** variable = envp; *variable != nullptr; ++variable) {
+    if (std::strncmp(*variable, "OMP_WAIT_POLICY=", 16) == 0) return;  // the user chose
+    environment.push_back(*variable);
   }
+  static char passive[] = "OMP_WAIT_POLICY=passive";
+  environment.push_back(passive);
+  environment.push_back(nullptr);
+  ::execve("/proc/self/exe", argv, environment.data());  // returns only on failure: then run as things are
+}
+__attribute__((section(".preinit_array"), used)) void (*const kStartWithPassiveWaitPolicy)(int, char**, char**) =
+    &start_with_passive_wait_policy;
+
+// OpenBLAS's kernels for this CPU when OpenBLAS did not recognize it (support/blas_core.h):
+// only OpenBLAS itself can say so, once it has loaded, so `lathe run` then starts itself again
+// with OPENBLAS_CORETYPE set.
+void start_with_openblas_kernels(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "run") != 0) return;
   if (const auto core = lathe::openblas_core_for_unrecognized_cpu()) {
     ::setenv(lathe::kOpenBlasCoreVariable, core->c_str(), 0);
     ::setenv(lathe::kOpenBlasCoreChosenVariable, "1", 1);
-    changed = true;
+    ::execv("/proc/self/exe", argv);  // returns only on failure: then run as things are
   }
-  if (changed) ::execv("/proc/self/exe", argv);  // returns only on failure: then run as things are
 }
 
 int main(int argc, char** argv) {
-  start_with_library_settings(argc, argv);
+  start_with_openblas_kernels(argc, argv);
   lathe::keep_freed_memory_for_reuse();
   try {
     return run(argc, argv);

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -40,6 +41,20 @@ bool get_bool(const YAML::Node& map, const char* key, bool fallback, const std::
   }
 }
 
+// A family file is data lathe trusts to describe a computation: a key it does not read is a
+// mistake (a typo, or an option this lathe does not have), not something to skip.
+void check_keys(const YAML::Node& map, const std::string& source, const std::string& section,
+                const std::vector<std::string>& known) {
+  for (const auto& entry : map) {
+    const auto key = entry.first.as<std::string>();
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    std::string names;
+    for (const auto& name : known) names += (names.empty() ? "" : ", ") + name;
+    throw InputError(where(source, entry.first) + ": unknown key \"" + key + "\"" +
+                     (section.empty() ? "" : " in " + section) + "; valid: " + names);
+  }
+}
+
 std::string get_string(const YAML::Node& map, const char* key) {
   const auto node = map[key];
   return node ? node.as<std::string>() : std::string();
@@ -48,6 +63,9 @@ std::string get_string(const YAML::Node& map, const char* key) {
 BlockOptions parse_block(const YAML::Node& node, const std::string& source) {
   BlockOptions block;
   if (!node || !node.IsMap()) throw InputError(where(source, node) + ": \"block\" must be a map");
+  check_keys(node, source, "block",
+             {"norm", "norm_bias", "position", "mlp", "attention_bias", "mlp_bias", "fused_qkv", "linear_layout",
+              "causal", "pre_norm"});
   if (node["norm"])
     block.norm = parse_choice<NormKind>(node["norm"], source, "norm",
                                         {{"rms", NormKind::RMS}, {"layer", NormKind::Layer}});
@@ -95,6 +113,10 @@ ConfigKeys parse_config_keys(const YAML::Node& node, const YAML::Node& model_typ
                              const std::string& source) {
   ConfigKeys keys;
   if (!node || !node.IsMap()) throw InputError(where(source, node) + ": \"config\" must be a map");
+  check_keys(node, source, "config",
+             {"hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "vocab", "max_positions", "norm_eps",
+              "rope_theta", "tie_embeddings", "bos_id", "eos_id", "default_rope_theta", "default_tie_embeddings",
+              "ffn_multiple_of_hidden", "implements", "no_effect"});
   for (const auto& type : model_types) keys.model_types.push_back(type.as<std::string>());
   keys.hidden = get_string(node, "hidden");
   keys.layers = get_string(node, "layers");
@@ -125,6 +147,11 @@ ConfigKeys parse_config_keys(const YAML::Node& node, const YAML::Node& model_typ
       keys.implemented_values.emplace_back(entry.first.as<std::string>(), std::move(values));
     }
   }
+  if (const auto harmless = node["no_effect"]) {
+    if (!harmless.IsSequence())
+      throw InputError(where(source, harmless) + ": \"no_effect\" must be a list of config.json keys");
+    for (const auto& key : harmless) keys.no_effect.push_back(key.as<std::string>());
+  }
   for (const auto* required : {&keys.hidden, &keys.layers, &keys.heads, &keys.vocab})
     if (required->empty())
       throw InputError(where(source, node) + ": config needs hidden, layers, heads and vocab keys");
@@ -140,6 +167,7 @@ std::map<std::string, std::string> parse_name_map(const YAML::Node& node) {
 
 TensorNames parse_tensor_names(const YAML::Node& node, const std::string& source) {
   if (!node || !node.IsMap()) throw InputError(where(source, node) + ": \"tensors\" must be a map");
+  check_keys(node, source, "tensors", {"model", "layer", "fused_qkv_weight", "fused_qkv_bias", "ignored"});
   TensorNames names;
   names.model = parse_name_map(node["model"]);
   names.layer = parse_name_map(node["layer"]);
@@ -181,6 +209,8 @@ FamilyDescription parse_family(const std::string& yaml_text, const std::string& 
   try {
     FamilyDescription family;
     family.source = source;
+    if (!root.IsMap()) throw InputError(source, "a family description must be a map");
+    check_keys(root, source, "", {"name", "model_types", "block", "config", "tensors"});
     family.name = get_string(root, "name");
     if (family.name.empty()) throw InputError(source, "a family description needs a name");
     family.block = parse_block(root["block"], source);

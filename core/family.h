@@ -55,6 +55,10 @@ struct ConfigKeys {
   // sets one of these keys to another value is refused rather than computed wrongly (an absent
   // key means the Hugging Face default, which lathe implements).
   std::vector<std::pair<std::string, std::vector<nlohmann::json>>> implemented_values;
+  // config.json keys that do not change what the model computes for this family (dropout,
+  // initialization, bookkeeping). Together with the keys above, the ones every Hugging Face
+  // config has and lathe's own, they are all a config may hold: any other key is refused.
+  std::vector<std::string> no_effect;
 };
 
 struct FamilyDescription {

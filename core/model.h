@@ -88,6 +88,10 @@ struct ModelSource {
   std::uintmax_t bytes_on_disk = 0;
   nlohmann::json config;  // the config.json it came with, kept so writers can carry unknown keys
   std::filesystem::path tokenizer;  // tokenizer.model or vocab.json found beside it, if any
+  // The files it was read from, for the report's fingerprints.
+  std::filesystem::path config_file;
+  std::filesystem::path index_file;                 // model.safetensors.index.json, if sharded
+  std::vector<std::filesystem::path> weight_files;  // the safetensors shards, or the .pt file
 };
 
 class Model {

@@ -82,10 +82,51 @@ std::int64_t config_int(const HfConfig& config, const std::string& key, std::int
   return value ? *value : fallback;
 }
 
+// Keys of every Hugging Face PretrainedConfig: bookkeeping, generation defaults and output
+// switches. None changes what a decoder computes (pruned_heads and the encoder-decoder
+// switches do, so they are not here: a config that sets them is refused).
+const std::set<std::string> kPretrainedConfigKeys = {
+    "_name_or_path", "_commit_hash", "_attn_implementation", "_attn_implementation_autoset", "architectures",
+    "model_type", "torch_dtype", "transformers_version", "use_cache", "return_dict", "output_hidden_states",
+    "output_attentions", "torchscript", "use_bfloat16", "tf_legacy_loss", "chunk_size_feed_forward",
+    "finetuning_task", "id2label", "label2id", "problem_type", "tokenizer_class", "prefix", "task_specific_params",
+    "pad_token_id", "sep_token_id", "decoder_start_token_id", "max_length", "min_length", "do_sample",
+    "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty", "temperature", "top_k", "top_p",
+    "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size", "encoder_no_repeat_ngram_size",
+    "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate", "forced_bos_token_id",
+    "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
+    "begin_suppress_tokens", "is_decoder"};
+
+// What lathe writes into the configs of the models it makes (read back by the loader, or
+// provenance).
+const std::set<std::string> kLatheConfigKeys = {"lathe", "lathe_attention", "lathe_layers", "lathe_passes",
+                                                "lathe_quantization", "lathe_recipe", "lathe_source_model",
+                                                "lathe_version"};
+
+// A key lathe does not know might change the computation (sliding_window, a quantization_config,
+// pruned_heads); computing the model without it would give a silently different model.
+void check_config_keys(const HfConfig& hf, const FamilyDescription& family) {
+  const auto& keys = family.config;
+  std::set<std::string> known(keys.no_effect.begin(), keys.no_effect.end());
+  for (const auto* mapped : {&keys.hidden, &keys.layers, &keys.heads, &keys.kv_heads, &keys.head_dim, &keys.ffn,
+                             &keys.vocab, &keys.max_positions, &keys.norm_eps, &keys.rope_theta, &keys.tie_embeddings,
+                             &keys.bos_id, &keys.eos_id})
+    if (!mapped->empty()) known.insert(*mapped);
+  for (const auto& [key, values] : keys.implemented_values) known.insert(key);
+  for (const auto& [key, value] : hf.json().items()) {
+    if (known.count(key) || kPretrainedConfigKeys.count(key) || kLatheConfigKeys.count(key)) continue;
+    throw InputError(hf.origin().string(),
+                     quote(key) + " is not a key lathe's " + family.name +
+                         " family implements, and it may change what the model computes; " + family.source +
+                         " lists the keys it reads, the values it implements and the keys without effect (no_effect)");
+  }
+}
+
 ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& family,
                               std::vector<LayerStructure>& layers) {
   const auto& keys = family.config;
   const auto file = hf.origin().string();
+  check_config_keys(hf, family);
   for (const auto& [key, values] : keys.implemented_values) {
     if (!hf.json().contains(key) || std::find(values.begin(), values.end(), hf.json()[key]) != values.end()) continue;
     std::string choices;
@@ -342,6 +383,7 @@ Model load_model(const ModelLocation& location) {
   model.config = read_model_config(hf, model.family, model.layers);
   if (hf.has("lathe")) model.annotations = hf.json()["lathe"];
   model.source.config = hf.json();
+  model.source.config_file = hf.origin();
   for (const auto& folder : {checkpoint_folder(checkpoint), hf.origin().parent_path()})
     for (const char* name : {"tokenizer.model", "vocab.json"})
       if (model.source.tokenizer.empty() && fs::exists(folder / name)) model.source.tokenizer = folder / name;
@@ -352,7 +394,11 @@ Model load_model(const ModelLocation& location) {
   if (checkpoint.format == CheckpointFormat::Safetensors) {
     auto file = std::make_shared<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(checkpoint.path));
     for (const auto* view : file->tensors()) raw[view->name] = tensor_from_view(*view, file);
-    for (const auto& shard : file->shards()) model.mapped_files.push_back(shard.mapping());
+    for (const auto& shard : file->shards()) {
+      model.mapped_files.push_back(shard.mapping());
+      model.source.weight_files.push_back(shard.path());
+    }
+    if (checkpoint.path.extension() == ".json") model.source.index_file = checkpoint.path;
     model.source.format = "safetensors";
     model.source.bytes_on_disk = file->bytes_on_disk();
     if (file->shards().size() == 1) origin = file->shards().front().path().string();
@@ -369,6 +415,7 @@ Model load_model(const ModelLocation& location) {
     raw = read_torch_state_dict(checkpoint.path);
     model.source.format = "pytorch";
     model.source.bytes_on_disk = fs::file_size(checkpoint.path);
+    model.source.weight_files.push_back(checkpoint.path);
   }
   // Scales of int8 weights and lathe's own tensors: taken out before the names are mapped.
   std::map<std::string, at::Tensor> scales, lathe_tensors;

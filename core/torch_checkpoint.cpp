@@ -59,7 +59,7 @@ class StateDictReader {
       : file_(path.string()), archive_(file_) {
     // torch.save puts every record in one top-level folder, the archive's name; LibTorch's
     // reader names records without it.
-    for (const auto& [name, crc] : zip_entry_crcs(path))
+    for (const auto& [name, crc] : read_zip_directory(path).crcs)
       if (const auto slash = name.find('/'); slash != std::string::npos) crcs_[name.substr(slash + 1)] = crc;
   }
 

@@ -58,7 +58,7 @@ std::uint32_t crc32_of(std::span<const std::byte> bytes) {
   return static_cast<std::uint32_t>(crc);
 }
 
-std::map<std::string, std::uint32_t> zip_entry_crcs(const std::filesystem::path& path) {
+ZipDirectory read_zip_directory(const std::filesystem::path& path) {
   const auto mapping = MappedFile::open(path);
   const ArchiveBytes archive(mapping->bytes().data(), mapping->bytes().size(), path.string());
   // The end record is the last 22 bytes, before a comment of at most 65,535 bytes.
@@ -80,7 +80,8 @@ std::map<std::string, std::uint32_t> zip_entry_crcs(const std::filesystem::path&
     entries = archive.read<std::uint64_t>(zip64_end + 32);
     directory = archive.read<std::uint64_t>(zip64_end + 48);
   }
-  std::map<std::string, std::uint32_t> crcs;
+  ZipDirectory result;
+  result.offset = directory;
   std::uint64_t at = directory;
   for (std::uint64_t i = 0; i < entries; ++i) {
     if (archive.read<std::uint32_t>(at) != kDirectoryEntry) throw InputError(path.string(), "malformed zip central directory");
@@ -88,10 +89,10 @@ std::map<std::string, std::uint32_t> zip_entry_crcs(const std::filesystem::path&
     const auto name_length = archive.read<std::uint16_t>(at + 28);
     const auto extra_length = archive.read<std::uint16_t>(at + 30);
     const auto comment_length = archive.read<std::uint16_t>(at + 32);
-    crcs[archive.text(at + 46, name_length)] = crc;
+    result.crcs[archive.text(at + 46, name_length)] = crc;
     at += 46 + name_length + extra_length + comment_length;
   }
-  return crcs;
+  return result;
 }
 
 }  // namespace lathe

@@ -11,9 +11,13 @@
 
 namespace lathe {
 
-// Entry name -> CRC-32 of its uncompressed bytes, from the central directory (zip64 too).
-// InputError naming `path` when the directory is missing or malformed.
-std::map<std::string, std::uint32_t> zip_entry_crcs(const std::filesystem::path& path);
+struct ZipDirectory {
+  std::uint64_t offset = 0;                    // where the central directory starts in the file
+  std::map<std::string, std::uint32_t> crcs;   // entry name -> CRC-32 of its uncompressed bytes
+};
+
+// The central directory (zip64 too). InputError naming `path` when it is missing or malformed.
+ZipDirectory read_zip_directory(const std::filesystem::path& path);
 
 std::uint32_t crc32_of(std::span<const std::byte> bytes);
 

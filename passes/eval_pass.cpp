@@ -6,15 +6,15 @@
 #include <cmath>
 
 #include "core/model.h"
+#include "datasets/data_sets.h"
 #include "executor/evaluation.h"
 #include "executor/executor.h"
 #include "executor/needle_haystack.h"
 #include "passes/layer_streaming.h"
 #include "passes/needle_setup.h"
-#include "support/svg_heatmap.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/progress.h"
+#include "support/svg_heatmap.h"
 
 namespace lathe {
 namespace {

@@ -4,9 +4,9 @@
 #include <cstdio>
 
 #include "core/model.h"
+#include "datasets/data_sets.h"
 #include "executor/distillation.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/errors.h"
 #include "support/number_text.h"
 #include "support/progress.h"

@@ -6,9 +6,9 @@
 
 #include "core/head_annotations.h"
 #include "core/model.h"
+#include "datasets/data_sets.h"
 #include "executor/executor.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/errors.h"
 #include "support/number_text.h"
 #include "support/progress.h"

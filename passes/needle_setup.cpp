@@ -3,10 +3,10 @@
 #include <algorithm>
 
 #include "core/model.h"
+#include "datasets/data_sets.h"
 #include "executor/executor.h"
 #include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/errors.h"
 #include "support/number_text.h"
 

@@ -7,10 +7,10 @@
 #include <sstream>
 
 #include "core/model.h"
+#include "datasets/data_sets.h"
 #include "executor/executor.h"
 #include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/errors.h"
 #include "support/number_text.h"
 #include "support/progress.h"

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "passes/analysis_manager.h"
-#include "pipeline/recipe.h"
+#include "support/source_location.h"
 
 namespace lathe {
 

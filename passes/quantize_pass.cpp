@@ -7,11 +7,11 @@
 
 #include "core/model.h"
 #include "core/tensor_spill.h"
+#include "datasets/data_sets.h"
 #include "executor/calibration.h"
 #include "executor/executor.h"
 #include "passes/layer_streaming.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/allocator.h"
 #include "support/errors.h"
 #include "support/progress.h"

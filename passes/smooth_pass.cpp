@@ -11,10 +11,10 @@
 
 #include "core/model.h"
 #include "core/tensor_spill.h"
+#include "datasets/data_sets.h"
 #include "executor/outlier_stats.h"
 #include "passes/outlier_stats_pass.h"
 #include "passes/pass_context.h"
-#include "pipeline/data_sets.h"
 #include "support/allocator.h"
 #include "support/errors.h"
 #include "support/number_text.h"

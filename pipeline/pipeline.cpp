@@ -7,11 +7,12 @@
 #include <filesystem>
 
 #include "core/model.h"
+#include "datasets/data_sets.h"
 #include "passes/analysis_manager.h"
 #include "passes/pass_context.h"
 #include "passes/pass_description.h"
 #include "passes/pass_registry.h"
-#include "pipeline/data_sets.h"
+#include "pipeline/fingerprints.h"
 #include "pipeline/outputs.h"
 #include "pipeline/report.h"
 #include "support/blas_core.h"
@@ -152,6 +153,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& options, Progress& 
     return result;
   }
 
+  report["inputs"] = input_fingerprints(recipe, original);
   Model model = original.clone();
   AnalysisManager analyses;
   PassContext context(original, data, analyses, progress);

@@ -4,6 +4,7 @@
 
 #include "pipeline/recipe.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,15 +17,10 @@
 
 #include "passes/pass_registry.h"
 #include "support/bounded_file.h"
-#include "support/number_parse.h"
 #include "support/errors.h"
+#include "support/number_parse.h"
 
 namespace lathe {
-
-std::string SourceLocation::str() const {
-  if (line <= 0) return file;
-  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
-}
 
 namespace {
 
@@ -885,23 +881,44 @@ class RecipeReader {
   std::vector<std::string> lines_;  // of the recipe file, to find where a quoted scalar ends
 };
 
+// Where each YAML document starts, and nothing else.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 YAML::Node load_document(const std::string& yaml_text, const std::string& source) {
-  std::vector<YAML::Node> documents;
+  YAML::Node document;
+  DocumentStarts documents;
   try {
-    documents = YAML::LoadAll(yaml_text);
+    document = YAML::Load(yaml_text);
+    // Not YAML::LoadAll: on some malformed input (found by fuzz/recipe_fuzzer) yaml-cpp 0.7's
+    // parser returns empty documents forever without reading on, and LoadAll collects them
+    // until memory runs out. Two are all it takes to know there is more than one.
+    std::istringstream stream(yaml_text);
+    YAML::Parser parser(stream);
+    while (documents.starts.size() < 2 && parser.HandleNextDocument(documents)) {
+    }
   } catch (const YAML::Exception& error) {
     SourceLocation where{source, 0, 0};
     if (!error.mark.is_null()) where = SourceLocation{source, error.mark.line + 1, error.mark.column + 1};
     throw InputError(where.str() + ": invalid YAML: " + one_line(error.msg));
   }
-  if (documents.empty()) return YAML::Node();
-  if (documents.size() > 1) {
-    const YAML::Mark& mark = documents[1].Mark();
+  if (documents.starts.size() > 1) {
+    const YAML::Mark& mark = documents.starts[1];
     SourceLocation where{source, mark.is_null() ? 0 : mark.line + 1, mark.is_null() ? 0 : mark.column + 1};
-    throw InputError(where.str() + ": the recipe has " + std::to_string(documents.size()) +
-                     " YAML documents; expected one");
+    throw InputError(where.str() + ": the recipe has more than one YAML document; expected one");
   }
-  return documents.front();
+  return document;
 }
 
 // ---------------------------------------------------------------------------------------

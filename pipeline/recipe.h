@@ -14,42 +14,17 @@
 
 #include <nlohmann/json.hpp>
 
-#include "formats/dataset.h"
+#include "datasets/data_spec.h"
 #include "passes/pass.h"
+#include "support/source_location.h"
 
 namespace lathe {
-
-// Where a value came from: a line of the recipe file, or a `--set` override, which has no
-// line (file is "--set key=value", line 0).
-struct SourceLocation {
-  std::string file;
-  int line = 0;    // 1-based; 0 when unknown
-  int column = 0;  // 1-based
-  std::string str() const;  // "file:line:col", or just "file" when line is 0
-};
 
 struct ModelSpec {
   std::filesystem::path path;                  // folder, .safetensors, index .json, .pt or .bin
   std::optional<std::filesystem::path> config; // config.json for checkpoints without one
   std::optional<std::string> family;           // overrides the config's model_type
   SourceLocation where;                        // of the path
-};
-
-enum class DataFormat { Tokens, Text };
-
-struct DataSpec {
-  DataFormat format = DataFormat::Tokens;
-  std::filesystem::path path;
-  TokenFileType token_type = TokenFileType::U16;  // tokens: {dtype: u16 | u32}
-  TextSplit split = TextSplit::Paragraphs;        // text: {split: paragraphs | lines}
-  bool bos = true;                                // text: prefix each piece with the model's BOS
-  bool eos = false;                               // text: end each piece with the model's EOS
-  // true: concatenate and cut into windows of seq_len inputs; false: one sequence per piece.
-  bool pack = true;
-  std::int64_t seq_len = 0;     // 0: the model's maximum positions
-  std::int64_t max_tokens = 0;  // 0: all
-  std::int64_t batch_size = 8;
-  SourceLocation where;  // of the tokens or text path
 };
 
 struct PassInvocation {

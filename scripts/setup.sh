@@ -10,7 +10,7 @@ packages=(
   clang libfuzzer-14-dev libxml2-utils
   libtorch-dev libonnx-dev libprotobuf-dev protobuf-compiler
   libcli11-dev libyaml-cpp-dev libtbb-dev libgtest-dev nlohmann-json3-dev
-  libsentencepiece-dev zlib1g-dev
+  libsentencepiece-dev zlib1g-dev libssl-dev
   libopenblas0-openmp
   python3-torch python3-onnx python3-numpy
   nodejs

@@ -9,7 +9,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <random>
 #include <string>
 
@@ -42,6 +41,12 @@ std::filesystem::path prepare_temporary_sibling(const std::filesystem::path& des
   }
   remove_stale_temporaries(destination);
   return temporary_sibling(destination);
+}
+
+int create_for_writing(const std::filesystem::path& temporary, const std::filesystem::path& destination) {
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw InputError(destination.string(), std::string("cannot write: ") + std::strerror(errno));
+  return fd;
 }
 
 }  // namespace
@@ -112,14 +117,15 @@ std::filesystem::path temporary_directory() {
 }
 
 AtomicFile::AtomicFile(std::filesystem::path destination)
-    : destination_(std::move(destination)), temporary_(prepare_temporary_sibling(destination_)) {
-  out_.open(temporary_, std::ios::binary | std::ios::trunc);
-  if (!out_) throw InputError(destination_.string(), std::string("cannot write: ") + std::strerror(errno));
-}
+    : destination_(std::move(destination)),
+      temporary_(prepare_temporary_sibling(destination_)),
+      fd_(create_for_writing(temporary_, destination_)),
+      buffer_(fd_),
+      out_(&buffer_) {}
 
 AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
   if (committed_) return;
-  out_.close();
   std::error_code ignored;
   std::filesystem::remove(temporary_, ignored);
 }
@@ -128,16 +134,23 @@ std::string write_error_text(int error_number) {
   return error_number != 0 ? std::string(std::strerror(error_number)) : std::string("the write failed (disk full?)");
 }
 
-void AtomicFile::commit() {
-  errno = 0;
+void AtomicFile::check_written() {
   out_.flush();
-  if (!out_) throw InputError(destination_.string(), "cannot write: " + write_error_text(errno));
-  out_.close();
-  sync_file(temporary_);
+  if (out_ && buffer_.error_number() == 0) return;
+  throw InputError(destination_.string(), "cannot write: " + write_error_text(buffer_.error_number()));
+}
+
+void AtomicFile::commit() {
+  check_written();
+  if (::fsync(fd_) != 0 && errno != EINVAL)
+    throw InputError(destination_.string(), "cannot write: " + write_error_text(errno));
+  ::close(fd_);
+  fd_ = -1;
   std::error_code ec;
   std::filesystem::rename(temporary_, destination_, ec);
   if (ec) throw InputError(destination_.string(), "cannot replace: " + ec.message());
   committed_ = true;
+  if (destination_.has_parent_path()) sync_file(destination_.parent_path());
 }
 
 void write_file_atomically(const std::filesystem::path& destination,

@@ -1,9 +1,11 @@
 #pragma once
 
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <ostream>
+#include <string>
+
+#include "support/file_output.h"
 
 namespace lathe {
 
@@ -26,12 +28,17 @@ class AtomicFile {
 
   std::ostream& stream() { return out_; }
   const std::filesystem::path& temporary_path() const { return temporary_; }
+  // InputError naming the destination and why, when a write so far failed ("cannot write: No
+  // space left on device"); flushes first.
+  void check_written();
   void commit();
 
  private:
   std::filesystem::path destination_;
   std::filesystem::path temporary_;
-  std::ofstream out_;
+  int fd_ = -1;
+  FileOutputBuffer buffer_;
+  std::ostream out_;
   bool committed_ = false;
 };
 

@@ -2,31 +2,35 @@
 
 #include <unistd.h>
 
-#include <cstdio>
-
 namespace lathe {
 
-Progress::Progress() : enabled_(::isatty(STDERR_FILENO) == 1), heartbeats_(!enabled_) {}
-
-void Progress::heartbeat(const std::string& line) {
-  if (enabled_) return update(line);
-  if (!heartbeats_ || Clock::now() - last_line_ < std::chrono::seconds(10)) return;
-  std::fprintf(stderr, "lathe: %s\n", line.c_str());
-  std::fflush(stderr);
-  last_line_ = Clock::now();
+Progress::Progress(ProgressStyle style, std::FILE* out, std::chrono::milliseconds interval)
+    : style_(style), out_(out), interval_(interval) {
+  if (style_ == ProgressStyle::Auto) style_ = ::isatty(::fileno(out_)) == 1 ? ProgressStyle::Live : ProgressStyle::Plain;
 }
 
 void Progress::update(const std::string& line) {
-  if (!enabled_) return;
-  std::fprintf(stderr, "\r\033[K%s", line.c_str());
-  std::fflush(stderr);
-  shown_ = true;
+  switch (style_) {
+    case ProgressStyle::Live:
+      std::fprintf(out_, "\r\033[K%s", line.c_str());
+      shown_ = true;
+      break;
+    case ProgressStyle::Plain:
+      if (Clock::now() - last_line_ < interval_) return;
+      std::fprintf(out_, "lathe: %s\n", line.c_str());
+      last_line_ = Clock::now();
+      break;
+    case ProgressStyle::Auto:
+    case ProgressStyle::None:
+      return;
+  }
+  std::fflush(out_);
 }
 
 void Progress::finish() {
-  if (!enabled_ || !shown_) return;
-  std::fprintf(stderr, "\r\033[K");
-  std::fflush(stderr);
+  if (style_ != ProgressStyle::Live || !shown_) return;
+  std::fprintf(out_, "\r\033[K");
+  std::fflush(out_);
   shown_ = false;
 }
 

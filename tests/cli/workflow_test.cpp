@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -162,6 +164,46 @@ TEST(Cli, Int8RecipeValidates) {
     EXPECT_NE(result.out.find(pass), std::string::npos) << pass << " not in:\n" << result.out;
 }
 
+// What coreutils' sha256sum says of the bytes `command` prints: the independent reference for
+// the report's fingerprints.
+std::string sha256sum_of(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen((command + " | sha256sum").c_str(), "r");
+  if (pipe == nullptr) return "";
+  char buffer[256];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  ::pclose(pipe);
+  return output.substr(0, output.find(' '));
+}
+
+// Every input and output file of the report has the sha256 sha256sum gives for the bytes the
+// report says it hashed.
+void expect_fingerprints_match(const nlohmann::json& report, const std::vector<std::string>& roles) {
+  std::vector<std::string> seen;
+  for (const auto& input : report["inputs"]) {
+    seen.push_back(input["role"]);
+    const auto path = input["path"].get<std::string>();
+    SCOPED_TRACE(path);
+    EXPECT_EQ(input["bytes"].get<std::uintmax_t>(), std::filesystem::file_size(path));
+    std::string bytes = "cat '" + path + "'";
+    if (input["of"] == "header")
+      bytes = "tail -c +" + std::to_string(input["hashed_from"].get<std::uint64_t>() + 1) + " '" + path + "' | head -c " +
+              std::to_string(input["hashed_bytes"].get<std::uint64_t>());
+    EXPECT_EQ(input["sha256"], sha256sum_of(bytes));
+  }
+  EXPECT_EQ(seen, roles);
+  for (const auto& output : report["outputs"]) {
+    std::uintmax_t total = 0;
+    ASSERT_FALSE(output["files"].empty());
+    for (const auto& file : output["files"]) {
+      const auto path = file["path"].get<std::string>();
+      EXPECT_EQ(file["sha256"], sha256sum_of("cat '" + path + "'")) << path;
+      total += file["bytes"].get<std::uintmax_t>();
+    }
+    EXPECT_EQ(output["bytes"].get<std::uintmax_t>(), total);
+  }
+}
+
 class RunRecipe : public ::testing::Test {
  protected:
   std::filesystem::path write_recipe(const std::string& model_lines, const std::string& data_lines,
@@ -193,6 +235,9 @@ TEST_F(RunRecipe, WritesModelsAndReportAndRoundTripsBitForBit) {
   EXPECT_EQ(report["metrics"]["eval"]["parameters"], 260032);
   EXPECT_EQ(report["gates"][0]["passed"], true);
   EXPECT_EQ(report["outputs"].size(), 2u);
+  expect_fingerprints_match(report, {"recipe", "config", "weights", "tokenizer", "data:eval"});
+  EXPECT_EQ(report["inputs"][2]["of"], "header");
+  EXPECT_EQ(report["outputs"][1]["files"].size(), 3u);  // model.safetensors, config.json, tokenizer.model
 
   EXPECT_TRUE(std::filesystem::exists(scratch_ / "out/model.onnx"));
   expect_same_tensor_bytes(shared_path("models/stories260K/hf/model.safetensors"), scratch_ / "out/model/model.safetensors");
@@ -235,6 +280,9 @@ TEST_F(RunRecipe, PyTorchStateDictBecomesTheSameSafetensors) {
   ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
   auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
   EXPECT_NEAR(report["metrics"]["eval"]["mean_loss"].get<double>(), 1.9711, 5e-4);
+  // A .pt archive is fingerprinted by its central directory (every record's CRC-32).
+  expect_fingerprints_match(report, {"recipe", "config", "weights", "tokenizer", "data:eval"});
+  EXPECT_GT(report["inputs"][2]["hashed_from"].get<std::uint64_t>(), 0u);
   expect_same_tensor_bytes(shared_path("models/makemore-names-gpt/hf/model.safetensors"), scratch_ / "out/model/model.safetensors");
 }
 
@@ -249,6 +297,32 @@ TEST_F(RunRecipe, FailedGateExitsThreeAndWritesNoModel) {
   EXPECT_FALSE(std::filesystem::exists(scratch_ / "out/model.onnx"));
   auto report = nlohmann::json::parse(read_text(scratch_ / "out/report.json"));
   EXPECT_EQ(report["status"], "gate_failed");
+}
+
+// libgomp takes its wait policy when it loads: `lathe run` makes it passive unless the user chose
+// one, and libgomp itself says what it took (OMP_DISPLAY_ENV=verbose: idle threads spin 0 times
+// when passive, 300,000 by default, 3e10 when active). Other commands leave it alone.
+TEST_F(RunRecipe, RunWaitsPassivelyUnlessTheUserChose) {
+  auto recipe = write_recipe("model: " + shared_path("models/stories260K/hf").string(),
+                             "  eval: {tokens: " + shared_path("data/tinystories-valid/tinystories_valid_head.tok512.u16.bin").string() +
+                                 ", max_tokens: 256}");
+  auto spin_count = [&](const std::vector<std::string>& arguments, const std::vector<std::string>& environment) {
+    auto result = run_lathe(arguments, LATHE_SOURCE_DIR, environment);
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    const std::string key = "GOMP_SPINCOUNT = '";
+    const auto at = result.err.rfind(key);  // the last process's, after any restart
+    if (at == std::string::npos) return result.err;
+    return result.err.substr(at + key.size(), result.err.find('\'', at + key.size()) - at - key.size());
+  };
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) {  // the machine chose, and its choice stands
+    EXPECT_EQ(spin_count({"run", recipe.string(), "--dry-run"}, {"OMP_DISPLAY_ENV=verbose"}),
+              spin_count({"validate", recipe.string()}, {"OMP_DISPLAY_ENV=verbose"}));
+    return;
+  }
+  EXPECT_EQ(spin_count({"run", recipe.string(), "--dry-run"}, {"OMP_DISPLAY_ENV=verbose"}), "0");
+  EXPECT_EQ(spin_count({"run", recipe.string(), "--dry-run"}, {"OMP_DISPLAY_ENV=verbose", "OMP_WAIT_POLICY=active"}),
+            "30000000000");
+  EXPECT_EQ(spin_count({"validate", recipe.string()}, {"OMP_DISPLAY_ENV=verbose"}), "300000");
 }
 
 // OpenBLAS 0.3.21 does not recognize CPUs newer than it and then uses its SSE3 kernels, about

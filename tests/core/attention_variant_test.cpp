@@ -14,14 +14,14 @@
 #include "core/head_removal.h"
 #include "core/model_loader.h"
 #include "executor/executor.h"
-#include "formats/onnx_writer.h"
-#include "formats/safetensors_model_writer.h"
 #include "onnx_runtime.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "support/errors.h"
 #include "support/progress.h"
 #include "test_paths.h"
+#include "writers/onnx_writer.h"
+#include "writers/safetensors_model_writer.h"
 
 namespace lathe {
 namespace {
@@ -46,7 +46,7 @@ Checkpoint makemore() {
 // Runs `passes` (YAML list items) on the checkpoint and returns the model they leave.
 Model run_passes(const Checkpoint& checkpoint, const std::string& passes, nlohmann::json* report = nullptr) {
   const auto text = "model: " + checkpoint.model + "\ndata:\n  calibration: " + checkpoint.data + "\npasses:\n" + passes;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   Model model;
   auto result = run_recipe(parse_recipe(text, "variant.yaml"), RunOptions{}, quiet, &model);
   if (report != nullptr) *report = result.report;

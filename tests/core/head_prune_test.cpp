@@ -11,14 +11,14 @@
 #include "core/head_removal.h"
 #include "core/model_loader.h"
 #include "executor/executor.h"
-#include "formats/onnx_writer.h"
-#include "formats/safetensors_model_writer.h"
 #include "onnx_runtime.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "support/errors.h"
 #include "support/progress.h"
 #include "test_paths.h"
+#include "writers/onnx_writer.h"
+#include "writers/safetensors_model_writer.h"
 
 namespace lathe {
 namespace {
@@ -132,7 +132,7 @@ TEST_F(HeadPrune, PrunedSafetensorsReloadWithTheSameStructureAndLogits) {
 }
 
 nlohmann::json run_recipe_text(const std::string& text) {
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   return run_recipe(parse_recipe(text, "prune.yaml"), RunOptions{}, quiet).report;
 }
 
@@ -185,7 +185,7 @@ namespace {
 
 TEST_F(HeadPrune, GroupsModeRemovesWholeKvGroups) {
   Model pruned;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   auto report = run_recipe(parse_recipe(kStories + "  - head-prune: {keep: 0.5, importance: magnitude, groups: true}\n", "prune.yaml"),
                            RunOptions{}, quiet, &pruned)
                     .report;

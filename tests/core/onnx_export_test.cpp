@@ -21,10 +21,10 @@
 
 #include "core/model_loader.h"
 #include "executor/executor.h"
-#include "formats/onnx_writer.h"
-#include "support/errors.h"
 #include "onnx_runtime.h"
+#include "support/errors.h"
 #include "test_paths.h"
+#include "writers/onnx_writer.h"
 
 namespace lathe {
 namespace {

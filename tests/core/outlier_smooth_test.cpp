@@ -12,13 +12,13 @@
 #include <map>
 
 #include "core/model_loader.h"
+#include "datasets/data_sets.h"
 #include "executor/executor.h"
 #include "executor/outlier_stats.h"
 #include "onnx_runtime.h"
 #include "passes/analysis_manager.h"
 #include "passes/pass_context.h"
 #include "passes/pass_registry.h"
-#include "pipeline/data_sets.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "support/errors.h"
@@ -113,7 +113,7 @@ const std::string kMakemore = "model: " + shared_path("models/makemore-names-gpt
                               shared_path("data/makemore-names/test.txt").string() + ", split: lines}\n";
 
 RunResult run_text(const std::string& text, const std::filesystem::path& artifacts = {}) {
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   RunOptions options;
   options.artifacts_dir = artifacts;
   return run_recipe(parse_recipe(text, "outliers.yaml"), options, quiet);
@@ -157,7 +157,7 @@ Model smoothed(const Model& original, const std::string& recipe_text, nlohmann::
   const auto recipe = parse_recipe(recipe_text, "smooth.yaml");
   DataSets data(recipe.data, original);
   AnalysisManager analyses;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   PassContext context(original, data, analyses, quiet);
   context.where = recipe.passes.at(0).where;
   Model model = original.clone();

@@ -13,15 +13,15 @@
 #include "core/model_loader.h"
 #include "core/quantization.h"
 #include "executor/executor.h"
-#include "formats/onnx_writer.h"
 #include "formats/safetensors.h"
-#include "formats/safetensors_model_writer.h"
 #include "onnx_runtime.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "support/errors.h"
 #include "support/progress.h"
 #include "test_paths.h"
+#include "writers/onnx_writer.h"
+#include "writers/safetensors_model_writer.h"
 
 namespace lathe {
 namespace {
@@ -55,7 +55,7 @@ class Quantize : public ::testing::Test {
                                      bool end_to_end = false) {
     testing::TemporaryFolder folder;
     const auto onnx_path = folder / "model.onnx";
-    Progress quiet(false);
+    Progress quiet(ProgressStyle::None);
     const auto recipe = parse_recipe(recipe_for(model, data, params, onnx_path), "q.yaml");
     Model quantized;
     run_recipe(recipe, RunOptions{}, quiet, &quantized);
@@ -141,7 +141,7 @@ TEST_F(Quantize, TiedEmbeddingIsQuantizedWithTheOutputHead) {
   expect_onnx_matches_executor(stories_, stories_data_, "mode: w8a8, exclude: \"\"", 48);
   expect_onnx_matches_executor(stories_, stories_data_, "mode: dynamic, exclude: \"\"", 48);
   testing::TemporaryFolder folder;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   Model quantized;
   run_recipe(parse_recipe(recipe_for(stories_, stories_data_, "exclude: \"\"", folder / "int8.onnx"), "q.yaml"), RunOptions{}, quiet,
              &quantized);
@@ -160,7 +160,7 @@ TEST_F(Quantize, TiedEmbeddingIsQuantizedWithTheOutputHead) {
 }
 TEST_F(Quantize, MovingAverageRangesLieInsideMinMax) {
   testing::TemporaryFolder folder;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   auto run = [&](const std::string& range) {
     return run_recipe(parse_recipe(recipe_for(makemore_, makemore_data_, "range: " + range, folder / (range + ".onnx")), "q.yaml"),
                       RunOptions{}, quiet)
@@ -188,7 +188,7 @@ TEST_F(Quantize, WeightOnlyMatchesExecutor) {
 TEST_F(Quantize, ExcludedWeightsStayFloat) {
   testing::TemporaryFolder folder;
   const auto onnx_path = folder / "model.onnx";
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   auto report = run_recipe(parse_recipe(recipe_for(makemore_, makemore_data_, "exclude: \"layers.0.*, lm_head.weight, nothing.here\"",
                                                    onnx_path), "q.yaml"),
                            RunOptions{}, quiet).report;
@@ -210,7 +210,7 @@ TEST_F(Quantize, ExcludedWeightsStayFloat) {
 
 TEST_F(Quantize, MalformedExcludePatternIsBadInput) {
   testing::TemporaryFolder folder;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   EXPECT_THROW(run_recipe(parse_recipe(recipe_for(makemore_, makemore_data_, "exclude: \"layers.[0]\"", folder / "m.onnx"), "q.yaml"),
                           RunOptions{}, quiet),
                InputError);
@@ -225,7 +225,7 @@ namespace {
 TEST_F(Quantize, Int8SafetensorsRoundTripWithIdenticalWeights) {
   for (const auto& [model, data] : {std::pair{stories_, stories_data_}, std::pair{makemore_, makemore_data_}}) {
     testing::TemporaryFolder folder;
-    Progress quiet(false);
+    Progress quiet(ProgressStyle::None);
     Model quantized;
     run_recipe(parse_recipe("model: " + model + "\ndata:\n  calibration: " + data +
                                 "\npasses:\n  - quantize: {exclude: \"\"}\noutputs:\n  - {format: safetensors, path: " +
@@ -265,7 +265,7 @@ TEST_F(Quantize, TargetCpuSetsTheWeightRange) {
   EXPECT_EQ(avx2.quantization.weight_limit, 63);
 
   testing::TemporaryFolder folder;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   auto run = [&](const std::string& params, const std::string& name, Model* model) {
     return run_recipe(parse_recipe(recipe_for(stories_, stories_data_, params, folder / (name + ".onnx")), "q.yaml"), RunOptions{},
                       quiet, model)

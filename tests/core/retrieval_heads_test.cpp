@@ -32,7 +32,7 @@ std::string fixture_recipe(const std::string& retrieval_params, const std::strin
 
 nlohmann::json run(const std::string& recipe_text, const std::filesystem::path& artifacts = {}) {
   at::set_num_threads(1);
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   RunOptions options;
   options.artifacts_dir = artifacts;
   return run_recipe(parse_recipe(recipe_text, "test.yaml"), options, quiet).report;
@@ -151,7 +151,7 @@ TEST(NeedleRunner, LayerAtATimeWavesEqualTheKeptWeightsAndFullForwards) {
 }
 
 TEST(NeedleRunner, SamplingAHaystackFromAModelAboveTheMemoryLimitIsRefused) {
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   RunOptions tight;
   tight.memory_limit = 1 << 20;  // the fixture's float32 weights: several MB
   const auto recipe = parse_recipe("model: " + shared_path("models/tinystories-retrieval").string() +

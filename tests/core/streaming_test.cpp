@@ -12,20 +12,20 @@
 #include <onnx/onnx_pb.h>
 
 #include "core/model_loader.h"
+#include "datasets/data_sets.h"
 #include "executor/calibration.h"
 #include "executor/evaluation.h"
 #include "executor/executor.h"
 #include "executor/head_importance.h"
 #include "executor/streamed_forward.h"
 #include "formats/safetensors.h"
-#include "formats/safetensors_model_writer.h"
-#include "pipeline/data_sets.h"
+#include "onnx_runtime.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/recipe.h"
 #include "support/errors.h"
 #include "support/progress.h"
-#include "onnx_runtime.h"
 #include "test_paths.h"
+#include "writers/safetensors_model_writer.h"
 
 namespace lathe {
 namespace {
@@ -276,7 +276,7 @@ std::string recipe_text(const fs::path& out, const std::string& passes) {
 TEST(Streaming, ARunUnderATinyMemoryLimitGivesTheSameReportAndFiles) {
   at::set_num_threads(1);
   testing::TemporaryFolder folder;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   const std::string needles = "lengths: \"48, 96\", depths: \"0, 0.5, 1\", tests_per_cell: 2";
   const std::string passes = "  - retrieval-heads: {data: eval, " + needles + "}\n  - outlier-stats: {}\n  - smooth: {alpha: 0.5}\n" +
                              "  - quantize: {mode: w8a8, range: percentile}\n  - eval: {kl: true, niah: true, niah_data: eval, " +
@@ -309,7 +309,7 @@ TEST(Streaming, ARunUnderATinyMemoryLimitGivesTheSameReportAndFiles) {
 
 TEST(Streaming, AWholeModelPassRefusesToStartAboveTheMemoryLimit) {
   testing::TemporaryFolder folder;
-  Progress quiet(false);
+  Progress quiet(ProgressStyle::None);
   RunOptions tight;
   tight.memory_limit = 1 << 20;  // stories260K is 1 MB of float32: a fine-tune needs two copies
   const auto recipe = parse_recipe(recipe_text(folder / "c", "  - eval: {}\n  - finetune: {steps: 1}\n"), "c.yaml");

@@ -9,8 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "datasets/data_spec.h"
 #include "executor/evaluation.h"
-#include "pipeline/recipe.h"
+#include "support/source_location.h"
 
 namespace lathe {
 

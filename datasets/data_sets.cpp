@@ -1,4 +1,4 @@
-#include "pipeline/data_sets.h"
+#include "datasets/data_sets.h"
 
 #include <algorithm>
 #include <filesystem>

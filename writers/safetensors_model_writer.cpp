@@ -1,4 +1,4 @@
-#include "formats/safetensors_model_writer.h"
+#include "writers/safetensors_model_writer.h"
 
 #include <ATen/ATen.h>
 

@@ -1,10 +1,9 @@
-#include "formats/onnx_writer.h"
+#include "writers/onnx_writer.h"
 
 #include <ATen/ATen.h>
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -38,7 +37,7 @@ constexpr std::uint64_t kExternalAlignment = 4096;
 // Where initializers of a large model go as they are made: one external data file, each
 // tensor at a 4 KiB-aligned offset, so the graph never holds the weights in memory.
 struct ExternalData {
-  std::ostream* out = nullptr;
+  AtomicFile* file = nullptr;
   std::string location;  // file name relative to the model file
   std::uint64_t end = 0;
 
@@ -49,6 +48,7 @@ struct ExternalData {
     const auto bytes = static_cast<std::uint64_t>(values.numel()) * element;
     const auto offset = (end + kExternalAlignment - 1) / kExternalAlignment * kExternalAlignment;
     static const std::string padding(kExternalAlignment, '\0');
+    auto* out = &file->stream();
     out->write(padding.data(), static_cast<std::streamsize>(offset - end));
     const auto rows = values.dim() == 0 ? 1 : values.size(0);
     const auto row_bytes = std::max<std::uint64_t>(1, bytes / std::max<std::int64_t>(1, rows));
@@ -59,6 +59,7 @@ struct ExternalData {
                              .contiguous();
       out->write(static_cast<const char*>(slice.data_ptr()), static_cast<std::streamsize>(slice.nbytes()));
     }
+    if (!*out) file->check_written();  // a full disk stops the export here, not after the last tensor
     end = offset + bytes;
     proto.set_data_location(onnx::TensorProto::EXTERNAL);
     auto add_entry = [&](const std::string& key, const std::string& value) {
@@ -657,11 +658,10 @@ void check_graph(const Graph& graph, const std::filesystem::path& destination) {
   }
 }
 
-void serialize(const onnx::ModelProto& proto, std::ostream& out, const std::filesystem::path& destination) {
-  errno = 0;
-  if (proto.SerializeToOstream(&out)) return;
-  // The stream failed: the disk, not lathe (full, read-only, a file-size limit).
-  if (!out) throw InputError(destination.string(), "cannot write: " + write_error_text(errno));
+void serialize(const onnx::ModelProto& proto, AtomicFile& file, const std::filesystem::path& destination) {
+  if (proto.SerializeToOstream(&file.stream())) return;
+  // A failed write is the disk's (full, read-only, a file-size limit), not lathe's.
+  file.check_written();
   throw std::runtime_error("cannot serialize the ONNX model " + destination.string());
 }
 
@@ -683,7 +683,9 @@ void write_onnx(const Model& model, const std::filesystem::path& path, const Onn
   if (estimated_initializer_bytes(model) <= options.external_data_threshold) {
     const auto proto = build_model(model, options, nullptr);
     check_graph(proto, path);
-    write_file_atomically(path, [&](std::ostream& out) { serialize(proto, out, path); });
+    AtomicFile graph(path);
+    serialize(proto, graph, path);
+    graph.commit();
     // A data file left by an earlier export to the same path would be stale (and counted as
     // part of this output by its size).
     std::error_code ignored;
@@ -694,19 +696,24 @@ void write_onnx(const Model& model, const std::filesystem::path& path, const Onn
   // reads the graph from a file beside the data (it resolves external data against the model's
   // folder), first pointing at the data's temporary name, then both are renamed into place.
   AtomicFile data(data_path);
-  ExternalData external{&data.stream(), data.temporary_path().filename().string()};
+  ExternalData external{&data, data.temporary_path().filename().string()};
   auto proto = build_model(model, options, &external);
-  data.stream().flush();
-  if (!data.stream()) throw InputError(data_path.string(), "cannot write: " + write_error_text(errno));
+  data.check_written();
   {
     AtomicFile checked(path);
-    serialize(proto, checked.stream(), path);
-    checked.stream().flush();
+    serialize(proto, checked, path);
+    checked.check_written();
     check_graph(checked.temporary_path().string(), path);
   }
   set_location(proto, data_path.filename().string());
   AtomicFile graph(path);
-  serialize(proto, graph.stream(), path);
+  serialize(proto, graph, path);
+  // The graph and its data are one model, put in place by two renames. An earlier graph at
+  // `path` goes first, so that at no moment a graph there reads data it was not written with:
+  // a run killed during the swap leaves the earlier model, no model, or this one.
+  std::error_code ec;
+  std::filesystem::remove(path, ec);
+  if (ec) throw InputError(path.string(), "cannot replace: " + ec.message());
   data.commit();
   graph.commit();
 }
