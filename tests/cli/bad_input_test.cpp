@@ -75,15 +75,19 @@ class BadInput : public ::testing::Test {
     }
   }
 
-  // Exit code 2, one line on stderr, naming `subject` and saying `problem`; found within 2 s of
+  // Exit code 2, one line on stderr, naming `subject` and saying `problem`; found within 2.5 s of
   // CPU and 300 MB (bounds against a reader that runs away, not timings: lathe's own start,
-  // mostly LibTorch's loading, is about 1 s of CPU and 165 MB).
+  // mostly LibTorch's loading, is about 1-1.4 s of CPU and 165 MB; the costliest case measured
+  // 1.83-1.88 s, so the 2 s would leave too little room for a busy machine).
   void expect_bad_input(const CommandResult& result, const std::string& subject, const std::string& problem) {
     ++cases_;
-    most_cpu_seconds_ = std::max(most_cpu_seconds_, result.cpu_seconds);
+    if (result.cpu_seconds > most_cpu_seconds_) {
+      most_cpu_seconds_ = result.cpu_seconds;
+      costliest_ = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    }
     most_rss_bytes_ = std::max(most_rss_bytes_, result.max_rss_bytes);
     EXPECT_EQ(result.exit_code, 2) << result.err << result.out;
-    EXPECT_LT(result.cpu_seconds, 2.0) << result.err;
+    EXPECT_LT(result.cpu_seconds, 2.5) << result.err;
     EXPECT_LT(result.max_rss_bytes, 300L << 20) << result.err;
     ASSERT_FALSE(result.err.empty());
     EXPECT_EQ(result.err.find('\n'), result.err.size() - 1) << "not one line: " << result.err;
@@ -98,11 +102,13 @@ class BadInput : public ::testing::Test {
  public:
   static int cases() { return cases_; }
   static double most_cpu_seconds() { return most_cpu_seconds_; }
+  static const std::string& costliest() { return costliest_; }
   static long most_rss_bytes() { return most_rss_bytes_; }
 
  protected:
   static inline int cases_ = 0;  // bad inputs checked by every BadInput and OutputPaths test
   static inline double most_cpu_seconds_ = 0;
+  static inline std::string costliest_;  // the test of the costliest case
   static inline long most_rss_bytes_ = 0;
 };
 
@@ -112,8 +118,9 @@ class BadInputCount : public ::testing::Environment {
   void TearDown() override {
     const auto* unit = ::testing::UnitTest::GetInstance();
     if (unit->test_to_run_count() != unit->total_test_count()) return;  // a filtered run
-    std::printf("bad inputs checked: %d; the costliest took %.2f s of CPU, the largest %.0f MB\n", counted(),
-                BadInput::most_cpu_seconds(), static_cast<double>(BadInput::most_rss_bytes()) / (1 << 20));
+    std::printf("bad inputs checked: %d; the costliest took %.2f s of CPU (in %s), the largest %.0f MB\n", counted(),
+                BadInput::most_cpu_seconds(), BadInput::costliest().c_str(),
+                static_cast<double>(BadInput::most_rss_bytes()) / (1 << 20));
     EXPECT_GE(counted(), 200);
   }
   static int counted();
