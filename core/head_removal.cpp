@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/model.h"
+#include "core/residual_bias.h"
 
 namespace lathe {
 namespace {
@@ -67,30 +68,6 @@ void remap_annotations(Model& model, int layer, const std::vector<std::int64_t>&
   origin[layer] = after;
 }
 
-// With every head gone the attention still adds its output bias to the residual stream; move
-// that constant into whatever adds to the stream just before (the previous MLP's output bias,
-// or the position table), so the layer's attention can go altogether.
-void fold_output_bias(Model& model, int layer) {
-  auto bias = model.tensors.find(layer_name(layer, "attn.o.bias"));
-  if (bias == model.tensors.end()) return;
-  for (int previous = layer - 1; previous >= 0; --previous) {
-    if (model.layers[previous].ffn_width > 0 && model.has_layer_tensor(previous, "mlp.down.bias")) {
-      model.tensors[layer_name(previous, "mlp.down.bias")] = model.layer_tensor(previous, "mlp.down.bias") + bias->second;
-      return;
-    }
-    if (model.layers[previous].has_attention() && model.has_layer_tensor(previous, "attn.o.bias")) {
-      model.tensors[layer_name(previous, "attn.o.bias")] = model.layer_tensor(previous, "attn.o.bias") + bias->second;
-      return;
-    }
-  }
-  if (model.has("pos_embed.weight")) {
-    model.tensors["pos_embed.weight"] = model.tensor("pos_embed.weight") + bias->second;
-    return;
-  }
-  throw std::invalid_argument("cannot remove every head of layer " + std::to_string(layer) +
-                              ": its output bias has nothing before it to fold into");
-}
-
 }  // namespace
 
 std::int64_t attention_parameters(const Model& model, std::int64_t query_heads, std::int64_t kv_heads) {
@@ -122,7 +99,8 @@ void remove_heads(Model& model, const std::vector<HeadId>& heads) {
       if (!removed.count(h)) kept.push_back(h);
     remap_annotations(model, layer, kept);
     if (kept.empty()) {
-      fold_output_bias(model, layer);
+      if (model.has_layer_tensor(layer, "attn.o.bias"))
+        fold_into_earlier_bias(model, layer, ResidualBranch::Attention, model.layer_tensor(layer, "attn.o.bias"));
       const auto prefix = layer_name(layer, "attn");
       for (auto it = model.tensors.begin(); it != model.tensors.end();)
         it = it->first.rfind(prefix, 0) == 0 ? model.tensors.erase(it) : std::next(it);

@@ -8,6 +8,7 @@
 #include "passes/finetune_pass.h"
 #include "passes/gated_attention_pass.h"
 #include "passes/head_importance_pass.h"
+#include "passes/ffn_prune_pass.h"
 #include "passes/head_prune_pass.h"
 #include "passes/outlier_stats_pass.h"
 #include "passes/quantize_pass.h"
