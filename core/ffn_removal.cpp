@@ -8,32 +8,9 @@
 
 #include "core/model.h"
 #include "core/residual_bias.h"
+#include "core/structured_cut.h"
 
 namespace lathe {
-namespace {
-
-void select(Model& model, const std::string& name, const at::Tensor& index, std::int64_t dim) {
-  auto found = model.tensors.find(name);
-  if (found == model.tensors.end()) return;
-  found->second = found->second.index_select(dim, index).contiguous();
-  // An int8 weight's scales belong to its output rows.
-  auto scales = model.quantization.weight_scales.find(name);
-  if (scales != model.quantization.weight_scales.end() && dim == 0)
-    scales->second = scales->second.index_select(0, index).contiguous();
-}
-
-void erase_mlp(Model& model, int layer) {
-  for (const auto* prefix : {"mlp.", "mlp_norm."}) {
-    const auto name = layer_name(layer, prefix);
-    for (auto it = model.tensors.begin(); it != model.tensors.end();)
-      it = it->first.rfind(name, 0) == 0 ? model.tensors.erase(it) : std::next(it);
-    auto& scales = model.quantization.weight_scales;
-    for (auto it = scales.begin(); it != scales.end();)
-      it = it->first.rfind(name, 0) == 0 ? scales.erase(it) : std::next(it);
-  }
-}
-
-}  // namespace
 
 std::int64_t mlp_parameters(const Model& model, std::int64_t neurons) {
   if (neurons == 0) return 0;
@@ -65,14 +42,15 @@ void keep_ffn_neurons(Model& model, const std::map<int, std::vector<std::int64_t
     if (sorted.empty()) {
       if (model.has_layer_tensor(layer, "mlp.down.bias"))
         fold_into_earlier_bias(model, layer, ResidualBranch::Mlp, model.layer_tensor(layer, "mlp.down.bias"));
-      erase_mlp(model, layer);
+      erase_with_prefix(model, layer_name(layer, "mlp."));
+      erase_with_prefix(model, layer_name(layer, "mlp_norm."));
       model.layers[layer].ffn_width = 0;
       continue;
     }
     const auto index = at::tensor(sorted, at::kLong);
     for (const char* name : {"mlp.gate.weight", "mlp.gate.bias", "mlp.up.weight", "mlp.up.bias"})
-      select(model, layer_name(layer, name), index, 0);
-    select(model, layer_name(layer, "mlp.down.weight"), index, 1);
+      select_along(model, layer_name(layer, name), index, 0);
+    select_along(model, layer_name(layer, "mlp.down.weight"), index, 1);
     model.layers[layer].ffn_width = static_cast<std::int64_t>(sorted.size());
   }
 }

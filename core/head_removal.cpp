@@ -9,6 +9,7 @@
 
 #include "core/model.h"
 #include "core/residual_bias.h"
+#include "core/structured_cut.h"
 
 namespace lathe {
 namespace {
@@ -18,16 +19,6 @@ at::Tensor head_rows(std::int64_t head_dim, const std::vector<std::int64_t>& hea
   for (auto head : heads)
     for (std::int64_t i = 0; i < head_dim; ++i) rows.push_back(head * head_dim + i);
   return at::tensor(rows, at::kLong);
-}
-
-void select_rows(Model& model, const std::string& name, const at::Tensor& rows, std::int64_t dim) {
-  auto found = model.tensors.find(name);
-  if (found == model.tensors.end()) return;
-  found->second = found->second.index_select(dim, rows).contiguous();
-  // An int8 weight's scales belong to its output rows.
-  auto scales = model.quantization.weight_scales.find(name);
-  if (scales != model.quantization.weight_scales.end() && dim == 0)
-    scales->second = scales->second.index_select(0, rows).contiguous();
 }
 
 // Keeps per-layer lists in the annotations aligned with the heads that stay.
@@ -101,12 +92,7 @@ void remove_heads(Model& model, const std::vector<HeadId>& heads) {
     if (kept.empty()) {
       if (model.has_layer_tensor(layer, "attn.o.bias"))
         fold_into_earlier_bias(model, layer, ResidualBranch::Attention, model.layer_tensor(layer, "attn.o.bias"));
-      const auto prefix = layer_name(layer, "attn");
-      for (auto it = model.tensors.begin(); it != model.tensors.end();)
-        it = it->first.rfind(prefix, 0) == 0 ? model.tensors.erase(it) : std::next(it);
-      auto& scales = model.quantization.weight_scales;
-      for (auto it = scales.begin(); it != scales.end();)
-        it = it->first.rfind(prefix, 0) == 0 ? scales.erase(it) : std::next(it);
+      erase_with_prefix(model, layer_name(layer, "attn"));
       structure.query_heads = structure.kv_heads = 0;
       structure.kv_of_query.clear();
       continue;
@@ -120,11 +106,11 @@ void remove_heads(Model& model, const std::vector<HeadId>& heads) {
       kv_map.push_back(std::lower_bound(kv_kept.begin(), kv_kept.end(), structure.kv_head_of(h)) - kv_kept.begin());
 
     const auto q_rows = head_rows(d, kept), kv_rows = head_rows(d, kv_kept);
-    select_rows(model, layer_name(layer, "attn.q.weight"), q_rows, 0);
-    select_rows(model, layer_name(layer, "attn.q.bias"), q_rows, 0);
-    select_rows(model, layer_name(layer, "attn.o.weight"), q_rows, 1);
+    select_along(model, layer_name(layer, "attn.q.weight"), q_rows, 0);
+    select_along(model, layer_name(layer, "attn.q.bias"), q_rows, 0);
+    select_along(model, layer_name(layer, "attn.o.weight"), q_rows, 1);
     for (const char* name : {"attn.k.weight", "attn.k.bias", "attn.v.weight", "attn.v.bias"})
-      select_rows(model, layer_name(layer, name), kv_rows, 0);
+      select_along(model, layer_name(layer, name), kv_rows, 0);
 
     structure.query_heads = static_cast<std::int64_t>(kept.size());
     structure.kv_heads = static_cast<std::int64_t>(kv_kept.size());
