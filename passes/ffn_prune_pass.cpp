@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <sstream>
 
 #include "core/ffn_removal.h"
 #include "core/model.h"
@@ -70,89 +71,78 @@ class FfnPrunePass : public Pass {
     std::string data;
     if (criterion == "activation")
       data = context.data.require_calibration_entry(params_.get_string("data"), context.where, "ffn-prune criterion: activation");
-    auto scores = neuron_scores(model, context, criterion, data, params_.get_int("max_tokens"));
+    const auto multiple = params_.get_int("multiple_of");
+    const auto min_width = params_.get_int("min_width");
+    const auto layer_count = model.layers.size();
+    std::vector<std::int64_t> width(layer_count), floor(layer_count);
+    std::int64_t total = 0, floor_total = 0;
+    for (std::size_t i = 0; i < layer_count; ++i) {
+      total += width[i] = model.layers[i].ffn_width;
+      floor_total += floor[i] = std::min(width[i], (min_width + multiple - 1) / multiple * multiple);
+    }
+    const auto parameters_before = model.parameter_count();
+    const auto budget = params_.get_int("budget");
+    const double keep = params_.get_float("keep");
     const bool per_layer = params_.get_string("scope") == "per-layer";
+    auto want_of = [&](std::int64_t neurons) { return static_cast<std::int64_t>(std::llround(keep * static_cast<double>(neurons))); };
+    std::vector<std::int64_t> want_in(layer_count, 0);
+    for (std::size_t i = 0; i < layer_count; ++i) want_in[i] = want_of(width[i]);
+    const auto want = want_of(total);
+    std::string target;
+    // Whether the target can be met depends on the widths alone: refused before any scoring.
+    const auto floors = " with min_width " + std::to_string(min_width) + " and multiple_of " + std::to_string(multiple);
+    if (budget > 0) {
+      target = "at most " + std::to_string(budget) + " parameters";
+      auto best = parameters_before;
+      for (std::size_t i = 0; i < layer_count; ++i) best += mlp_parameters(model, floor[i]) - mlp_parameters(model, width[i]);
+      if (best > budget)
+        throw InputError(origin + ": ffn-prune cannot reach " + std::to_string(budget) + " parameters by removing FFN neurons (" +
+                         std::to_string(best) + " at best" + floors + ")");
+    } else if (per_layer) {
+      std::ostringstream fraction;
+      fraction << keep;
+      target = "keep " + fraction.str() + " of each layer's FFN neurons";
+      for (std::size_t i = 0; i < layer_count; ++i)
+        if (floor[i] > want_in[i])
+          throw InputError(origin + ": ffn-prune cannot keep " + std::to_string(want_in[i]) + " of layer " + std::to_string(i) +
+                           "'s " + std::to_string(width[i]) + " FFN neurons: it keeps at least " + std::to_string(floor[i]) + floors);
+    } else {
+      target = "keep " + std::to_string(want) + " of " + std::to_string(total) + " FFN neurons";
+      if (floor_total > want)
+        throw InputError(origin + ": ffn-prune cannot " + target + ": the layers keep at least " + std::to_string(floor_total) + floors);
+    }
+
+    auto scores = neuron_scores(model, context, criterion, data, params_.get_int("max_tokens"));
     if (params_.get_bool("normalize") && !per_layer)
       for (auto& layer : scores) {
         const double mean = layer.empty() ? 0.0 : std::accumulate(layer.begin(), layer.end(), 0.0) / static_cast<double>(layer.size());
         if (mean > 0)
           for (auto& score : layer) score /= mean;
       }
-
-    const auto multiple = params_.get_int("multiple_of");
-    const auto min_width = params_.get_int("min_width");
-    std::vector<std::int64_t> width(model.layers.size()), floor(model.layers.size());
-    std::int64_t total = 0;
-    for (std::size_t i = 0; i < model.layers.size(); ++i) {
-      total += width[i] = model.layers[i].ffn_width;
-      floor[i] = std::min(width[i], (min_width + multiple - 1) / multiple * multiple);
-    }
     const auto units = make_units(scores, width, multiple);
-    const auto parameters_before = model.parameter_count();
 
-    std::vector<std::vector<bool>> removed(model.layers.size());
-    for (std::size_t i = 0; i < model.layers.size(); ++i) removed[i].assign(width[i], false);
+    std::vector<std::vector<bool>> removed(layer_count);
+    for (std::size_t i = 0; i < layer_count; ++i) removed[i].assign(width[i], false);
     auto kept = width;
-    auto allowed = [&](const Unit& unit) {
-      return kept[unit.layer] - static_cast<std::int64_t>(unit.neurons.size()) >= floor[unit.layer];
-    };
-    auto remove = [&](const Unit& unit) {
+    // Units of a layer come lowest first and must go in that order: once one is passed over
+    // (it would go below the layer's floor or the target), the layer's later units are too.
+    std::vector<bool> closed(layer_count, false);
+    auto parameters = parameters_before;
+    auto remaining = total;
+    for (const auto& unit : units) {
+      const auto size = static_cast<std::int64_t>(unit.neurons.size());
+      if (budget > 0 ? parameters <= budget : !per_layer && remaining <= want) break;
+      if (closed[unit.layer]) continue;
+      const auto after = kept[unit.layer] - size;
+      // Never below the floor, nor below a keep target: with multiple_of, the nearest width above it.
+      if (after < floor[unit.layer] || (budget == 0 && (per_layer ? after < want_in[unit.layer] : remaining - size < want))) {
+        closed[unit.layer] = true;
+        continue;
+      }
+      parameters += mlp_parameters(model, after) - mlp_parameters(model, kept[unit.layer]);
       for (auto neuron : unit.neurons) removed[unit.layer][neuron] = true;
-      kept[unit.layer] -= static_cast<std::int64_t>(unit.neurons.size());
-    };
-    // Units of a layer come lowest first and must go in that order: once one is passed over,
-    // the layer's later units are too.
-    std::vector<bool> closed(model.layers.size(), false);
-
-    const auto budget = params_.get_int("budget");
-    const double keep = params_.get_float("keep");
-    std::string target;
-    bool blocked = false;
-    if (budget > 0) {
-      target = "at most " + std::to_string(budget) + " parameters";
-      auto parameters = parameters_before;
-      for (const auto& unit : units) {
-        if (parameters <= budget) break;
-        if (closed[unit.layer]) continue;
-        if (!allowed(unit)) {
-          blocked = closed[unit.layer] = true;
-          continue;
-        }
-        const auto after = kept[unit.layer] - static_cast<std::int64_t>(unit.neurons.size());
-        parameters += mlp_parameters(model, after) - mlp_parameters(model, kept[unit.layer]);
-        remove(unit);
-      }
-      if (parameters > budget)
-        throw InputError(origin + ": ffn-prune cannot reach " + std::to_string(budget) +
-                         " parameters by removing FFN neurons (" + std::to_string(parameters) + " at best with min_width " +
-                         std::to_string(min_width) + " and multiple_of " + std::to_string(multiple) + ")");
-    } else {
-      auto want_of = [&](std::int64_t neurons) { return static_cast<std::int64_t>(std::llround(keep * static_cast<double>(neurons))); };
-      std::vector<std::int64_t> want_in(model.layers.size(), 0);
-      for (std::size_t i = 0; i < model.layers.size(); ++i) want_in[i] = want_of(width[i]);
-      const auto want = want_of(total);
-      target = per_layer ? "keep " + std::to_string(keep) + " of each layer's FFN neurons"
-                         : "keep " + std::to_string(want) + " of " + std::to_string(total) + " FFN neurons";
-      auto remaining = total;
-      for (const auto& unit : units) {
-        const auto size = static_cast<std::int64_t>(unit.neurons.size());
-        const bool more = per_layer ? kept[unit.layer] > want_in[unit.layer] : remaining > want;
-        if (!more || closed[unit.layer]) continue;
-        // Never below the target: with multiple_of, the nearest width above it.
-        if ((per_layer ? kept[unit.layer] - size < want_in[unit.layer] : remaining - size < want)) {
-          closed[unit.layer] = true;
-          continue;
-        }
-        if (!allowed(unit)) {
-          blocked = closed[unit.layer] = true;
-          continue;
-        }
-        remove(unit);
-        remaining -= size;
-      }
-      if (blocked && (per_layer ? kept != want_in : remaining > want))
-        throw InputError(origin + ": ffn-prune cannot " + target + ": min_width " + std::to_string(min_width) +
-                         " per layer leaves at least " + std::to_string(remaining));
+      kept[unit.layer] = after;
+      remaining -= size;
     }
 
     std::map<int, std::vector<std::int64_t>> keep_lists;

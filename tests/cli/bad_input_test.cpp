@@ -613,6 +613,11 @@ TEST_F(BadInput, PassParametersCheckedBeforeWork) {
       {"head-prune: {protect: \"9.0\"}", "9.0 is not a head of this model (5 layers)"},
       {"head-prune: {protect: retrieval}", "retrieval needs a retrieval-heads pass before this one"},
       {"head-prune: {keep: 0.5, budget: 100}", "exclude each other"},
+      {"ffn-prune: {keep: 0.5, budget: 100}", "exclude each other"},
+      {"ffn-prune: {scope: everywhere}", "\"scope\" of pass ffn-prune must be one of global, per-layer"},
+      {"ffn-prune: {multiple_of: 0}", "\"multiple_of\" of pass ffn-prune must be >= 1, got 0"},
+      {"ffn-prune: {min_width: -1}", "\"min_width\" of pass ffn-prune must be >= 0, got -1"},
+      {"ffn-prune: {criterion: activation, data: valid}", "data \"valid\" is not a data entry"},
       {"eval: {data: valid}", "data \"valid\" is not a data entry"},
       {"eval: {niah: true, niah_data: haystack}", "niah_data \"haystack\" is not a data entry"},
   };
@@ -625,6 +630,7 @@ TEST_F(BadInput, PassOrderCheckedBeforeWork) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"gated-attention\n  - head-prune", "head-prune: it cannot remove heads of a gated-attention model (gates from "
                                           "gated-attention at "},
+      {"quantize\n  - ffn-prune", "ffn-prune: the model is quantized by quantize at "},
       {"quantize\n  - finetune", "finetune: the model is quantized (by quantize at "},
       {"quantize\n  - smooth", "smooth: it moves scale between weights and activations the quantization measured"},
       {"quantize\n  - quantize", "quantize: the model is quantized already"},
@@ -660,6 +666,12 @@ TEST_F(BadInput, AFullDiskIsBadInputAndLeavesNothing) {
     EXPECT_EQ(left, std::vector<std::string>{"report.json"});
     EXPECT_EQ(nlohmann::json::parse(read_text(out / "report.json"))["status"], "bad_input");
   }
+}
+
+// A pruning target the model cannot meet is known from its widths: refused before any scoring.
+TEST_F(BadInput, AnUnreachablePruningTargetIsBadInput) {
+  expect_bad_input(run_lathe({"run", recipe(with_passes("ffn-prune: {budget: 1000}")).string()}), "recipe.yaml:5:5",
+                   "ffn-prune cannot reach 1000 parameters by removing FFN neurons");
 }
 
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
