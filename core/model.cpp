@@ -75,6 +75,13 @@ std::int64_t Model::parameter_count() const {
   return count;
 }
 
+std::int64_t Model::decoder_parameter_count() const {
+  std::int64_t count = 0;
+  for (const auto& [name, tensor] : tensors)
+    if (name.rfind("layers.", 0) == 0) count += tensor.numel();
+  return count;
+}
+
 std::int64_t Model::stored_bytes() const {
   std::int64_t bytes = 0;
   for (const auto& [name, tensor] : tensors) bytes += tensor.numel() * tensor.element_size();

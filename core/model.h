@@ -132,6 +132,8 @@ class Model {
   bool is_quantized_weight(const std::string& name) const { return quantization.weight_scales.count(name) != 0; }
 
   std::int64_t parameter_count() const;
+  // The decoder layers' parameters: the embeddings, final norm and output head excluded.
+  std::int64_t decoder_parameter_count() const;
   // Bytes of the tensors as held, and as float32 (what a pass that keeps the whole model's
   // values in memory needs for them).
   std::int64_t stored_bytes() const;

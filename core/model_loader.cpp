@@ -99,7 +99,7 @@ const std::set<std::string> kPretrainedConfigKeys = {
 
 // What lathe writes into the configs of the models it makes (read back by the loader, or
 // provenance).
-const std::set<std::string> kLatheConfigKeys = {"lathe", "lathe_attention", "lathe_layers", "lathe_passes",
+const std::set<std::string> kLatheConfigKeys = {"lathe", "lathe_attention", "lathe_head_dim", "lathe_layers", "lathe_passes",
                                                 "lathe_quantization", "lathe_recipe", "lathe_source_model",
                                                 "lathe_version"};
 
@@ -151,10 +151,13 @@ ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& famil
   check_at_most(hf, keys.hidden, config.hidden, kMaxWidth);
   check_at_most(hf, keys.heads, heads, kMaxHeads);
   check_at_most(hf, keys.vocab, config.vocab, kMaxVocabulary);
-  if (config.hidden % heads != 0 && keys.head_dim.empty())
+  // A family whose config has no head size key derives it from the hidden size, unless lathe
+  // removed hidden dimensions and wrote the head size under its own key.
+  const auto& head_dim_key = keys.head_dim.empty() && hf.has(kHeadDimKey) ? std::string(kHeadDimKey) : keys.head_dim;
+  if (config.hidden % heads != 0 && head_dim_key.empty())
     throw InputError(file, "hidden size " + std::to_string(config.hidden) + " is not divisible by " +
                                std::to_string(heads) + " heads");
-  config.head_dim = config_int(hf, keys.head_dim, config.hidden / heads);
+  config.head_dim = config_int(hf, head_dim_key, config.hidden / heads);
   config.max_positions = config_int(hf, keys.max_positions, 0);
   if (config.max_positions <= 0) throw InputError(file, "needs a positive " + keys.max_positions);
   check_at_most(hf, keys.max_positions, config.max_positions, kMaxPositions);
@@ -178,7 +181,7 @@ ModelConfig read_model_config(const HfConfig& hf, const FamilyDescription& famil
   if (ffn == 0 && keys.ffn_multiple_of_hidden) ffn = *keys.ffn_multiple_of_hidden * config.hidden;
   if (ffn <= 0) throw InputError(file, "needs a positive " + keys.ffn);
   check_at_most(hf, keys.ffn, ffn, kMaxWidth);
-  check_at_most(hf, keys.head_dim, config.head_dim, kMaxWidth);
+  check_at_most(hf, head_dim_key, config.head_dim, kMaxWidth);
   if (config.head_dim <= 0) throw InputError(file, "needs a positive " + keys.head_dim);
   if (heads % kv_heads != 0 && !hf.has(kLayerStructureKey))
     throw InputError(file, std::to_string(heads) + " query heads cannot share " + std::to_string(kv_heads) + " kv heads");

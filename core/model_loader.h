@@ -22,6 +22,9 @@ Model load_model(const ModelLocation& location);
 
 // The config.json key lathe writes for per-layer structure that differs between layers.
 inline constexpr const char* kLayerStructureKey = "lathe_layers";
+// The config.json key holding the head size of a family whose config derives it from the hidden
+// size (GPT-2's n_embd / n_head), written once hidden dimensions were removed.
+inline constexpr const char* kHeadDimKey = "lathe_head_dim";
 // The config.json key holding a quantized model's mode and activation parameters.
 inline constexpr const char* kQuantizationKey = "lathe_quantization";
 // Safetensors tensors holding the per-output-channel scales of int8 weights, followed by the

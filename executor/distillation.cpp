@@ -7,24 +7,26 @@
 #include <stdexcept>
 
 #include "core/model.h"
+#include "executor/adamw.h"
 #include "executor/executor.h"
 #include "executor/outlier_stats.h"
 #include "support/errors.h"
 
 namespace lathe {
-namespace {
-
-// Teacher log-probabilities are kept for every batch when they fit in this many bytes and
-// recomputed per step otherwise.
-constexpr double kTeacherCacheBytes = 256.0 * 1024 * 1024;
 
 // Mean KL(teacher || student) over the valid positions: sum_v p_t (log p_t - log p_s).
-at::Tensor kl_loss(const at::Tensor& teacher_log_probabilities, const at::Tensor& student_logits, const at::Tensor& mask) {
+at::Tensor distillation_loss(const at::Tensor& teacher_log_probabilities, const at::Tensor& student_logits, const at::Tensor& mask) {
   auto student_log_probabilities = at::log_softmax(student_logits, -1);
   auto per_position = (teacher_log_probabilities.exp() * (teacher_log_probabilities - student_log_probabilities)).sum(-1);
   auto valid = mask.to(per_position.scalar_type());
   return (per_position * valid).sum() / valid.sum().clamp_min(1.0);
 }
+
+namespace {
+
+// Teacher log-probabilities are kept for every batch when they fit in this many bytes and
+// recomputed per step otherwise.
+constexpr double kTeacherCacheBytes = 256.0 * 1024 * 1024;
 
 class TeacherOutputs {
  public:
@@ -50,12 +52,6 @@ class TeacherOutputs {
   std::vector<at::Tensor> cache_;
 };
 
-// AdamW state of one tensor.
-struct Moments {
-  at::Tensor first;
-  at::Tensor second;
-};
-
 }  // namespace
 
 DistillationResult distill(Model& student, const Model& teacher, const std::vector<EvalBatch>& batches,
@@ -73,8 +69,7 @@ DistillationResult distill(Model& student, const Model& teacher, const std::vect
     student.tensors[name] = parameter;
     parameters.push_back(parameter);
   }
-  std::vector<Moments> moments;
-  for (const auto& parameter : parameters) moments.push_back({at::zeros_like(parameter), at::zeros_like(parameter)});
+  AdamW optimizer(parameters, {options.beta1, options.beta2, options.epsilon, options.weight_decay});
 
   Executor executor(student);
   // The mean KL over every batch's valid positions, weighted by their count.
@@ -83,7 +78,7 @@ DistillationResult distill(Model& student, const Model& teacher, const std::vect
     double weighted = 0, positions = 0;
     for (std::size_t i = 0; i < batches.size(); ++i) {
       const double count = batches[i].mask.sum().item<double>();
-      weighted += kl_loss(teacher_outputs.log_probabilities(i), executor.forward(batches[i].inputs), batches[i].mask)
+      weighted += distillation_loss(teacher_outputs.log_probabilities(i), executor.forward(batches[i].inputs), batches[i].mask)
                       .item<double>() *
                   count;
       positions += count;
@@ -109,7 +104,7 @@ DistillationResult distill(Model& student, const Model& teacher, const std::vect
         if (std::isfinite(value)) kurtosis_sum += value, ++kurtosis_count;
       return at::Tensor();
     };
-    auto loss = kl_loss(teacher_outputs.log_probabilities(index), executor.forward(batch.inputs, &hooks), batch.mask);
+    auto loss = distillation_loss(teacher_outputs.log_probabilities(index), executor.forward(batch.inputs, &hooks), batch.mask);
     loss.backward();
 
     DistillationStep record;
@@ -122,25 +117,8 @@ DistillationResult distill(Model& student, const Model& teacher, const std::vect
       throw InputError("fine-tuning diverged at step " + std::to_string(step) +
                        " (the loss is not finite); lower the learning rate");
 
-    // AdamW with bias correction; the rate decays linearly from learning_rate to 0.
-    const double rate = options.learning_rate * (1.0 - static_cast<double>(step - 1) / static_cast<double>(options.steps));
-    const double correction1 = 1.0 - std::pow(options.beta1, static_cast<double>(step));
-    const double correction2 = 1.0 - std::pow(options.beta2, static_cast<double>(step));
-    {
-      at::NoGradGuard no_grad;
-      for (std::size_t i = 0; i < parameters.size(); ++i) {
-        auto& parameter = parameters[i];
-        auto gradient = parameter.grad();
-        if (!gradient.defined()) continue;
-        moments[i].first.mul_(options.beta1).add_(gradient, 1.0 - options.beta1);
-        moments[i].second.mul_(options.beta2).addcmul_(gradient, gradient, 1.0 - options.beta2);
-        // Decay matrices only, as is usual: norms, biases and gate offsets keep their scale.
-        if (options.weight_decay > 0 && parameter.dim() >= 2) parameter.mul_(1.0 - rate * options.weight_decay);
-        auto denominator = (moments[i].second / correction2).sqrt_().add_(options.epsilon);
-        parameter.addcdiv_(moments[i].first, denominator, -rate / correction1);
-        parameter.mutable_grad().reset();
-      }
-    }
+    // The rate decays linearly from learning_rate to 0.
+    optimizer.step(options.learning_rate * (1.0 - static_cast<double>(step - 1) / static_cast<double>(options.steps)));
     history.push_back(record);
     if (on_step) on_step(record);
   }

@@ -43,6 +43,10 @@ struct DistillationResult {
   double loss_after = 0;   // the same after the last step
 };
 
+// Mean KL(teacher || student) over the valid positions (`mask` [B, T]) of logits [B, T, vocab].
+at::Tensor distillation_loss(const at::Tensor& teacher_log_probabilities, const at::Tensor& student_logits,
+                             const at::Tensor& mask);
+
 // Trains `student` in place, one batch per step, cycling through `batches`. The trained tensors
 // are replaced by new ones (loaded tensors may be read-only maps). `on_step` sees every step.
 // A loss that stops being finite is an InputError (the learning rate is too high).

@@ -55,6 +55,16 @@ at::Tensor gelu(const at::Tensor& x, bool tanh_approximation) {
   return x * (at::tanh((x + x.pow(3) * as_float32(0.044715)) * beta) + 1.0) * 0.5;
 }
 
+// A per-layer mask of `gates`, or an undefined tensor.
+at::Tensor layer_gate(const std::vector<at::Tensor>& gates, int layer) {
+  return layer < static_cast<int>(gates.size()) ? gates[layer] : at::Tensor();
+}
+
+// A residual branch's output (or the embedding output) times the hidden-dimension mask.
+at::Tensor gate_hidden(const ForwardHooks* hooks, at::Tensor x) {
+  return hooks != nullptr && hooks->hidden_gate.defined() ? x * hooks->hidden_gate : x;
+}
+
 }  // namespace
 
 const char* activation_site_name(ActivationSite site) {
@@ -140,9 +150,19 @@ at::Tensor Executor::linear(int layer, const std::string& name, const at::Tensor
   return at::linear(x, weight(layer_name(layer, name + ".weight")), optional_weight(layer_name(layer, name + ".bias")));
 }
 
-at::Tensor Executor::norm(const at::Tensor& x, const std::string& prefix) const {
+at::Tensor Executor::norm(const at::Tensor& x, const std::string& prefix, const ForwardHooks* hooks) const {
   const auto eps = as_float32(model_.config.norm_eps);
-  if (model_.family.block.norm == NormKind::Layer)
+  const bool layer_norm = model_.family.block.norm == NormKind::Layer;
+  if (hooks != nullptr && hooks->hidden_kept.defined()) {
+    const auto& kept = hooks->hidden_kept;
+    const auto count = kept.sum().clamp_min(1.0);
+    auto centered = layer_norm ? x - (x * kept).sum(-1, /*keepdim=*/true) / count : x;
+    auto variance = (centered.pow(2) * kept).sum(-1, /*keepdim=*/true) / count;
+    auto y = centered * at::rsqrt(variance + eps) * weight(prefix + ".weight");
+    if (const auto bias = optional_weight(prefix + ".bias"); bias.defined()) y = y + bias;
+    return y * kept;
+  }
+  if (layer_norm)
     return at::layer_norm(x, {x.size(-1)}, weight(prefix + ".weight"), optional_weight(prefix + ".bias"), eps);
   auto variance = x.pow(2).mean(-1, /*keepdim=*/true);
   return x * at::rsqrt(variance + eps) * weight(prefix + ".weight");
@@ -225,8 +245,8 @@ at::Tensor Executor::attention(int layer, const at::Tensor& x, std::int64_t offs
   }
   context = context.reshape({batch, heads, length, head_dim});
   if (model_.attention.gated) context = context * head_output_gates(layer, x);
-  if (hooks != nullptr && layer < static_cast<int>(hooks->head_gates.size()) && hooks->head_gates[layer].defined())
-    context = context * hooks->head_gates[layer].view({1, heads, 1, 1});
+  if (const auto gates = hooks != nullptr ? layer_gate(hooks->head_gates, layer) : at::Tensor(); gates.defined())
+    context = context * gates.view({1, heads, 1, 1});
   context = context.transpose(1, 2).reshape({batch, length, heads * head_dim});
   context = observe(model_, hooks, layer, ActivationSite::AttentionContext, context);
   return linear(layer, "attn.o", context);
@@ -250,11 +270,13 @@ at::Tensor Executor::mlp(int layer, const at::Tensor& x, const ForwardHooks* hoo
     case MlpKind::Gelu: hidden = gelu(linear(layer, "mlp.up", x), /*tanh_approximation=*/false); break;
     case MlpKind::Relu: hidden = at::relu(linear(layer, "mlp.up", x)); break;
   }
+  if (const auto gates = hooks != nullptr ? layer_gate(hooks->ffn_gates, layer) : at::Tensor(); gates.defined())
+    hidden = hidden * gates;
   hidden = observe(model_, hooks, layer, ActivationSite::MlpHidden, hidden);
   return linear(layer, "mlp.down", hidden);
 }
 
-at::Tensor Executor::embed(const at::Tensor& input_ids, std::int64_t offset) const {
+at::Tensor Executor::embed(const at::Tensor& input_ids, std::int64_t offset, const ForwardHooks* hooks) const {
   if (input_ids.dim() != 2) throw std::invalid_argument("input_ids must be [batch, sequence]");
   const auto length = input_ids.size(1);
   if (offset + length > model_.config.max_positions)
@@ -273,26 +295,34 @@ at::Tensor Executor::embed(const at::Tensor& input_ids, std::int64_t offset) con
   }
   if (model_.family.block.position == PositionKind::Learned)
     x = x + weight("pos_embed.weight").narrow(0, offset, length);
-  return x;
+  return gate_hidden(hooks, x);
 }
 
 at::Tensor Executor::decoder_layer(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
                                    KvCache* cache) const {
   const auto& structure = model_.layers[layer];
+  // A branch's output, observed, then times its block mask and the hidden-dimension mask.
+  auto branch_output = [&](ActivationSite site, const std::vector<at::Tensor>* block_gates, at::Tensor output) {
+    output = observe(model_, hooks, layer, site, std::move(output));
+    if (hooks == nullptr) return output;
+    if (const auto gate = layer_gate(*block_gates, layer); gate.defined()) output = output * gate;
+    return gate_hidden(hooks, output);
+  };
   auto y = x;
   if (structure.has_attention()) {
-    auto h = observe(model_, hooks, layer, ActivationSite::AttentionInput, norm(y, layer_name(layer, "attn_norm")));
-    y = y + observe(model_, hooks, layer, ActivationSite::AttentionOutput, attention(layer, h, offset, hooks, cache));
+    auto h = observe(model_, hooks, layer, ActivationSite::AttentionInput, norm(y, layer_name(layer, "attn_norm"), hooks));
+    y = y + branch_output(ActivationSite::AttentionOutput, hooks ? &hooks->attention_gates : nullptr,
+                          attention(layer, h, offset, hooks, cache));
   }
   if (structure.ffn_width > 0) {
-    auto h = observe(model_, hooks, layer, ActivationSite::MlpInput, norm(y, layer_name(layer, "mlp_norm")));
-    y = y + observe(model_, hooks, layer, ActivationSite::MlpOutput, mlp(layer, h, hooks));
+    auto h = observe(model_, hooks, layer, ActivationSite::MlpInput, norm(y, layer_name(layer, "mlp_norm"), hooks));
+    y = y + branch_output(ActivationSite::MlpOutput, hooks ? &hooks->mlp_gates : nullptr, mlp(layer, h, hooks));
   }
   return y;
 }
 
 at::Tensor Executor::final_hidden(const at::Tensor& x, const ForwardHooks* hooks) const {
-  return observe(model_, hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm"));
+  return observe(model_, hooks, -1, ActivationSite::FinalHidden, norm(x, "final_norm", hooks));
 }
 
 at::Tensor Executor::output_head(const at::Tensor& x, const ForwardHooks* hooks) const {
@@ -323,7 +353,7 @@ at::Tensor Executor::forward(const at::Tensor& input_ids, const ForwardHooks* ho
     cache->keys.resize(model_.layers.size());
     cache->values.resize(model_.layers.size());
   }
-  auto x = embed(input_ids, offset);
+  auto x = embed(input_ids, offset, hooks);
   for (int layer = 0; layer < model_.layer_count(); ++layer) x = decoder_layer(layer, x, offset, hooks, cache);
   if (cache != nullptr) cache->length = offset + input_ids.size(1);
   return output_head(x, hooks);

@@ -34,6 +34,16 @@ struct ForwardHooks {
   // Per layer, a gate per query head multiplying that head's output before the o projection
   // ([Hq] tensors; an undefined tensor means no gate). Gates may require grad.
   std::vector<at::Tensor> head_gates;
+  // Structural masks (VIB pruning), each multiplying what it masks; an undefined tensor (or a
+  // layer past the end) masks nothing.
+  std::vector<at::Tensor> ffn_gates;        // per layer [ffn]: the down projection's input
+  std::vector<at::Tensor> attention_gates;  // per layer, one element: the attention branch's output
+  std::vector<at::Tensor> mlp_gates;        // per layer, one element: the MLP branch's output
+  at::Tensor hidden_gate;                   // [hidden]: the embedding output and every branch's output
+  // [hidden] in [0, 1]: every norm weighs each dimension's part in its statistics by this and
+  // multiplies its output by it, so that masked dimensions take no part (CoFi's norms over the
+  // kept dimensions, for 0/1 values).
+  at::Tensor hidden_kept;
   // Sees each layer's attention probabilities [B, Hq, T, S] (S = cached + new positions).
   std::function<void(int layer, const at::Tensor& probabilities)> on_attention;
   // Sees activations; returning a defined tensor replaces the activation (fake quantization).
@@ -59,7 +69,7 @@ class Executor {
   // The three stages of forward(), for running a model one layer at a time over many batches
   // (see streamed_forward.h): token (and position) embeddings [B, T, hidden] for ids at
   // positions offset .. offset + T; one decoder layer; the final norm and output head.
-  at::Tensor embed(const at::Tensor& input_ids, std::int64_t offset = 0) const;
+  at::Tensor embed(const at::Tensor& input_ids, std::int64_t offset = 0, const ForwardHooks* hooks = nullptr) const;
   at::Tensor decoder_layer(int layer, const at::Tensor& x, std::int64_t offset, const ForwardHooks* hooks,
                            KvCache* cache = nullptr) const;
   at::Tensor output_head(const at::Tensor& x, const ForwardHooks* hooks) const;
@@ -85,7 +95,7 @@ class Executor {
   // Gated attention: sigmoid(<w_h, x_h> + b_h) per query head and position, [B, Hq, T, 1].
   at::Tensor head_output_gates(int layer, const at::Tensor& x) const;
   at::Tensor mlp(int layer, const at::Tensor& x, const ForwardHooks* hooks) const;
-  at::Tensor norm(const at::Tensor& x, const std::string& prefix) const;
+  at::Tensor norm(const at::Tensor& x, const std::string& prefix, const ForwardHooks* hooks) const;
   at::Tensor linear(int layer, const std::string& name, const at::Tensor& x) const;
   at::Tensor optional_weight(const std::string& name) const;
 

@@ -57,7 +57,7 @@ void streamed_forward(const std::vector<StreamedModel>& models, const std::vecto
   std::vector<std::unique_ptr<HiddenStates>> states;
   for (const auto& streamed : models) {
     states.push_back(std::make_unique<HiddenStates>(inputs.size(), on_disk, options.spill_directory));
-    for (std::size_t b = 0; b < inputs.size(); ++b) states.back()->put(b, streamed.executor->embed(inputs[b]));
+    for (std::size_t b = 0; b < inputs.size(); ++b) states.back()->put(b, streamed.executor->embed(inputs[b], 0, hooks_of(streamed, b)));
     streamed.executor->release_layer(-1);
   }
   if (options.on_stage) options.on_stage(1, stages);

@@ -14,6 +14,7 @@
 #include "passes/quantize_pass.h"
 #include "passes/retrieval_heads_pass.h"
 #include "passes/smooth_pass.h"
+#include "passes/vib_prune_pass.h"
 
 namespace lathe {
 

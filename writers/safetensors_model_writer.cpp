@@ -148,6 +148,9 @@ nlohmann::json config_json(const Model& model, const char* torch_dtype) {
   for (const auto& layer : model.layers)
     if (layer.has_attention()) { reference = &layer; break; }
   config[keys.heads] = reference->query_heads;
+  config.erase(kHeadDimKey);
+  if (keys.head_dim.empty() && model.config.head_dim * reference->query_heads != model.config.hidden)
+    config[kHeadDimKey] = model.config.head_dim;
   if (!keys.kv_heads.empty()) config[keys.kv_heads] = reference->kv_heads;
   if (!keys.ffn.empty()) config[keys.ffn] = model.layers.front().ffn_width;
   config.erase(kLayerStructureKey);
