@@ -211,12 +211,21 @@ class VibPrunePass : public Pass {
                        target.str() + "; hidden " + std::to_string(before.config.hidden) + " -> " +
                            std::to_string(after.config.hidden) + "; heads/FFN width per layer: " + widths,
                        "parameters " + std::to_string(parameters_before) + " -> " + std::to_string(after.parameter_count())};
-    if (!history.empty())
-      context.summary.push_back("task loss " + number_text(history.front().task_loss) + " -> " +
-                                number_text(history.back().task_loss) + ", expected size " +
-                                number_text(history.front().expected_fraction) + " -> " +
-                                number_text(history.back().expected_fraction) + " (first and last step)");
+    if (history.empty()) return;
+    context.summary.push_back("task loss " + number_text(history.front().task_loss) + " -> " +
+                              number_text(history.back().task_loss) + ", expected size " +
+                              number_text(history.front().expected_fraction) + " -> " +
+                              number_text(history.back().expected_fraction) + " (first and last step)");
+    // The cut then rests on the log-alpha order of masks that never felt the constraint.
+    const double reached = history.back().expected_fraction, wanted = history.back().target_fraction;
+    if (reached > wanted + kFarFromTarget) {
+      context.summary.push_back("warning: the masks ended at expected size " + number_text(reached) + ", far above the target " +
+                                number_text(wanted) + "; more steps or a larger kl_factor let them train to it");
+      context.statistics["warning"] = context.summary.back();
+    }
   }
+
+  static constexpr double kFarFromTarget = 0.05;
 
   ParamValues params_;
 };

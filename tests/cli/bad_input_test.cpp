@@ -618,6 +618,11 @@ TEST_F(BadInput, PassParametersCheckedBeforeWork) {
       {"ffn-prune: {multiple_of: 0}", "\"multiple_of\" of pass ffn-prune must be >= 1, got 0"},
       {"ffn-prune: {min_width: -1}", "\"min_width\" of pass ffn-prune must be >= 0, got -1"},
       {"ffn-prune: {criterion: activation, data: valid}", "data \"valid\" is not a data entry"},
+      {"vib-prune: {keep: 0.5, budget: 100}", "exclude each other"},
+      {"vib-prune: {train: weights}", "\"train\" of pass vib-prune must be one of masks, masks+weights"},
+      {"vib-prune: {fraction: 2}", "\"fraction\" of pass vib-prune must be between 0 and 1, got 2"},
+      {"vib-prune: {protect: \"5.0\"}", "5.0 is not a head of this model (5 layers)"},
+      {"vib-prune: {protect: retrieval}", "retrieval needs a retrieval-heads pass before this one"},
       {"eval: {data: valid}", "data \"valid\" is not a data entry"},
       {"eval: {niah: true, niah_data: haystack}", "niah_data \"haystack\" is not a data entry"},
   };
@@ -631,6 +636,8 @@ TEST_F(BadInput, PassOrderCheckedBeforeWork) {
       {"gated-attention\n  - head-prune", "head-prune: it cannot remove heads of a gated-attention model (gates from "
                                           "gated-attention at "},
       {"quantize\n  - ffn-prune", "ffn-prune: the model is quantized by quantize at "},
+      {"quantize\n  - vib-prune", "vib-prune: the model is quantized by quantize at "},
+      {"gated-attention\n  - vib-prune", "vib-prune: it cannot cut a gated-attention model (gates from gated-attention at "},
       {"quantize\n  - finetune", "finetune: the model is quantized (by quantize at "},
       {"quantize\n  - smooth", "smooth: it moves scale between weights and activations the quantization measured"},
       {"quantize\n  - quantize", "quantize: the model is quantized already"},
@@ -672,6 +679,10 @@ TEST_F(BadInput, AFullDiskIsBadInputAndLeavesNothing) {
 TEST_F(BadInput, AnUnreachablePruningTargetIsBadInput) {
   expect_bad_input(run_lathe({"run", recipe(with_passes("ffn-prune: {budget: 1000}")).string()}), "recipe.yaml:5:5",
                    "ffn-prune cannot reach 1000 parameters by removing FFN neurons");
+  // Before any mask training: the embeddings of 64 dimensions alone hold more.
+  expect_bad_input(
+      run_lathe({"run", recipe(with_passes("vib-prune: {budget: 10000, include_embeddings: true, multiple_of: 64}")).string()}),
+      "recipe.yaml:5:5", "vib-prune cannot keep 10000 of 260032 parameters: 32832 at best");
 }
 
 TEST_F(BadInput, OnlyTheReportIsWrittenWhenTheInputIsBad) {
